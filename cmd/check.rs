@@ -1,0 +1,23 @@
+//! `check`: prints the versions of the source's tag, oldest first.
+
+use std::process::ExitCode;
+
+use registry_image::{check, cli, source::CheckRequest, Backoff};
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let request: CheckRequest = cli::read_request("check", std::io::stdin().lock())?;
+    cli::init_logging(request.source.debug);
+    let versions = cli::runtime()?.block_on(check::run(request, Backoff::default()))?;
+    cli::write_response(&versions)?;
+    Ok(())
+}

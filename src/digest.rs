@@ -1,0 +1,141 @@
+//! `Digest`: a validated content address (`sha256:<64 hex>`), and sha256 of bytes.
+//!
+//! Follows the OCI image spec's descriptor digest grammar; only the registered algorithms
+//! `sha256` and `sha512` are accepted, with lowercase hex of the right length.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest as _, Sha256};
+
+/// A content digest such as `sha256:e3b0c442…`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Digest(String);
+
+/// Why a string is not a digest.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DigestError {
+    /// No `algorithm:` prefix.
+    #[error("digest {value:?} has no algorithm prefix (expected sha256:<64 hex digits>)")]
+    MissingAlgorithm {
+        /// The rejected text.
+        value: String,
+    },
+    /// An algorithm other than sha256/sha512.
+    #[error("digest {value:?} uses unsupported algorithm {algorithm:?} (expected sha256 or sha512)")]
+    UnsupportedAlgorithm {
+        /// The rejected text.
+        value: String,
+        /// Its algorithm part.
+        algorithm: String,
+    },
+    /// Wrong length or characters after the algorithm.
+    #[error("digest {value:?} must have {expected} lowercase hex digits after {algorithm:?}")]
+    BadHex {
+        /// The rejected text.
+        value: String,
+        /// Its algorithm part.
+        algorithm: String,
+        /// The number of hex digits that algorithm needs.
+        expected: usize,
+    },
+}
+
+impl Digest {
+    /// The sha256 digest of `bytes`.
+    #[must_use]
+    pub fn sha256(bytes: &[u8]) -> Self {
+        Self(format!("sha256:{}", hex::encode(Sha256::digest(bytes))))
+    }
+
+    /// The whole digest, `algorithm:hex`.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The hex part after the colon.
+    #[must_use]
+    pub fn hex(&self) -> &str {
+        self.0.split_once(':').map_or("", |(_, h)| h)
+    }
+}
+
+impl FromStr for Digest {
+    type Err = DigestError;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let Some((algorithm, hex)) = value.split_once(':') else {
+            return Err(DigestError::MissingAlgorithm { value: value.into() });
+        };
+        let expected = match algorithm {
+            "sha256" => 64,
+            "sha512" => 128,
+            _ => {
+                return Err(DigestError::UnsupportedAlgorithm {
+                    value: value.into(),
+                    algorithm: algorithm.into(),
+                })
+            }
+        };
+        let lower_hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
+        if hex.len() != expected || !hex.chars().all(lower_hex) {
+            return Err(DigestError::BadHex {
+                value: value.into(),
+                algorithm: algorithm.into(),
+                expected,
+            });
+        }
+        Ok(Self(value.to_owned()))
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({})", self.0)
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn sha256_of_empty_input() {
+        assert_eq!(Digest::sha256(b"").as_str(), EMPTY);
+        assert_eq!(Digest::sha256(b"").hex().len(), 64);
+    }
+
+    #[test]
+    fn parses_valid_and_rejects_invalid() {
+        assert_eq!(EMPTY.parse::<Digest>().unwrap().as_str(), EMPTY);
+        assert!(matches!("deadbeef".parse::<Digest>(), Err(DigestError::MissingAlgorithm { .. })));
+        assert!(matches!("md5:abc".parse::<Digest>(), Err(DigestError::UnsupportedAlgorithm { .. })));
+        assert!(matches!("sha256:abc".parse::<Digest>(), Err(DigestError::BadHex { .. })));
+        let upper = EMPTY.to_uppercase().replace("SHA256", "sha256");
+        assert!(matches!(upper.parse::<Digest>(), Err(DigestError::BadHex { .. })));
+    }
+}

@@ -1,0 +1,78 @@
+//! The library's error type. Each variant names what it concerns (field, image, registry);
+//! causes hang off `source()`, and the binaries print the whole chain on one line.
+
+use crate::reference::ReferenceError;
+
+/// Anything `check`, `in` or `out` can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// stdin is not a valid request.
+    #[error("invalid {step} request on stdin")]
+    Request {
+        /// `check`, `in` or `out`.
+        step: &'static str,
+        /// Where in the JSON, and what is wrong there.
+        #[source]
+        source: serde_path_to_error::Error<serde_json::Error>,
+    },
+    /// stdin could not be read (or is not UTF-8).
+    #[error("read {step} request from stdin")]
+    Stdin {
+        /// `check`, `in` or `out`.
+        step: &'static str,
+        /// The read failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// stdin was empty.
+    #[error("invalid {step} request on stdin: stdin is empty, expected a JSON object")]
+    EmptyRequest {
+        /// `check`, `in` or `out`.
+        step: &'static str,
+    },
+    /// A `source.repository` or `source.tag` that is not a valid reference.
+    #[error("source.{field}")]
+    Reference {
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        #[source]
+        source: ReferenceError,
+    },
+    /// One half of a user name/password pair.
+    #[error("source.{present} is set but source.{missing} is empty")]
+    IncompleteCredentials {
+        /// The field that is set.
+        present: &'static str,
+        /// The field that is missing.
+        missing: &'static str,
+    },
+    /// A source field this version cannot honour; refusing beats ignoring it.
+    #[error("{feature} is not supported by this version of the resource")]
+    Unsupported {
+        /// What was asked for.
+        feature: &'static str,
+    },
+    /// A registry exchange failed while checking an image.
+    #[error("check {image}")]
+    Check {
+        /// `registry/repository:tag`.
+        image: String,
+        /// The registry failure.
+        #[source]
+        source: crate::registry::Error,
+    },
+    /// A registry client could not be set up.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::Error),
+    /// Writing the response failed.
+    #[error("write response to stdout")]
+    Output(#[source] std::io::Error),
+    /// The async runtime could not start.
+    #[error("start async runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,37 @@
+//! registry-image: a Concourse resource for OCI/Docker registries, without a Docker daemon.
+//!
+//! ```text
+//!  stdin JSON ─▶ source (wire types, validate) ─▶ check / get / put   (Concourse semantics)
+//!                                                   │
+//!                    reference, digest, manifest ◀──┤
+//!                                                   ▼
+//!                          registry::Client ── auth (credentials), retry (Backoff)
+//!                                │  scheme probe, 401 challenge → token, typed errors
+//!                                ▼
+//!                      HTTPS/HTTP to the registry (reqwest, rustls)
+//! ```
+//!
+//! Dependencies point one way: the steps use the registry client and the pure types; the
+//! registry client uses auth, retry and the pure types; the pure types use nothing.
+#![deny(missing_docs)]
+#![warn(clippy::pedantic)]
+// Every fallible function returns this crate's documented `Error`; repeating the variants
+// in a `# Errors` section of each private helper would add nothing.
+#![allow(clippy::missing_errors_doc)]
+
+pub mod auth;
+pub mod check;
+#[doc(hidden)]
+pub mod cli;
+pub mod digest;
+pub mod error;
+pub mod manifest;
+pub mod reference;
+pub mod registry;
+pub mod retry;
+pub mod secret;
+pub mod source;
+
+pub use error::{Error, Result};
+pub use oci_client;
+pub use retry::Backoff;

@@ -1,0 +1,316 @@
+//! `Client`: one repository on one registry, spoken to over the OCI distribution API.
+//!
+//! The client owns the transport: which scheme the registry speaks, the auth handshake
+//! (`token`), retries (`retry::Backoff`) and the mapping of responses to typed errors
+//! (`error`). It knows nothing about Concourse.
+//!
+//! Requests go through reqwest, the HTTP stack oci-client itself uses; oci-client supplies
+//! the error envelope and media-type vocabulary. We do not route requests through
+//! `oci_client::Client` because it discards what this resource must act on: response
+//! statuses and `Retry-After` on failed requests, token-server errors (it swallows them
+//! and retries anonymously), and HEAD 404s (it falls back to a GET).
+
+mod error;
+mod token;
+
+use reqwest::header::{HeaderValue, ACCEPT, WWW_AUTHENTICATE};
+use reqwest::{Method, Response, StatusCode};
+use tokio::sync::{Mutex, OnceCell};
+
+pub use self::error::Error;
+use self::error::status_error;
+use self::token::{Challenge, Token};
+use crate::auth::{Credentials, Scope};
+use crate::digest::Digest;
+use crate::manifest::MANIFEST_ACCEPT;
+use crate::reference::{Repository, Target};
+use crate::retry::Backoff;
+
+/// Manifests larger than this are refused (containerd uses the same bound).
+const MANIFEST_LIMIT: usize = 4 * 1024 * 1024;
+
+/// How to reach a registry, besides its name.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Extra PEM CA certificates, trusted besides the system roots.
+    pub ca_certs: Vec<String>,
+    /// Allow plain HTTP (after HTTPS fails), as for loopback hosts.
+    pub insecure: bool,
+    /// Retry policy for every request.
+    pub backoff: Backoff,
+}
+
+/// The credentials to put on the next request.
+#[derive(Debug, Clone)]
+enum Auth {
+    /// Nothing yet: the registry has not asked.
+    None,
+    /// Basic credentials on every request.
+    Basic,
+    /// A bearer token from this challenge's realm.
+    Bearer { realm: String, service: Option<String>, token: Token },
+}
+
+/// A client for one repository.
+#[derive(Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    repository: Repository,
+    credentials: Credentials,
+    scope: Scope,
+    backoff: Backoff,
+    allow_http: bool,
+    base: OnceCell<String>,
+    auth: Mutex<Auth>,
+}
+
+impl Client {
+    /// A client for `repository`, authenticating as `credentials` for `scope`.
+    ///
+    /// # Errors
+    /// When a `ca_certs` entry is not a PEM certificate, or TLS cannot be set up.
+    pub fn new(
+        repository: Repository,
+        credentials: Credentials,
+        scope: Scope,
+        options: &Options,
+    ) -> Result<Self, Error> {
+        let mut certs = Vec::new();
+        for (index, pem) in options.ca_certs.iter().enumerate() {
+            let parsed = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|source| Error::CaCert { index, source })?;
+            if parsed.is_empty() {
+                let source = reqwest::Certificate::from_pem(b"").expect_err("empty PEM is rejected");
+                return Err(Error::CaCert { index, source });
+            }
+            certs.extend(parsed);
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("registry-image-resource/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(15))
+            .read_timeout(std::time::Duration::from_secs(60))
+            .tls_certs_merge(certs)
+            .build()
+            .map_err(Error::HttpClient)?;
+        Ok(Self {
+            http,
+            allow_http: options.insecure || repository.is_loopback(),
+            repository,
+            credentials,
+            scope,
+            backoff: options.backoff,
+            base: OnceCell::new(),
+            auth: Mutex::new(Auth::None),
+        })
+    }
+
+    /// The repository this client talks to.
+    #[must_use]
+    pub fn repository(&self) -> &Repository {
+        &self.repository
+    }
+
+    /// The digest `target` currently names, or `None` when the registry does not know it.
+    ///
+    /// HEAD first and read `Docker-Content-Digest`; registries that omit the header, or
+    /// refuse HEAD, get a GET whose body is hashed.
+    ///
+    /// # Errors
+    /// Registry, auth or transport failures other than "not found".
+    pub async fn resolve_digest(&self, target: &Target) -> Result<Option<Digest>, Error> {
+        let path = format!("manifests/{target}");
+        match self.request(Method::HEAD, &path, MANIFEST_ACCEPT).await {
+            Ok(response) => {
+                if let Some(digest) = header_digest(&response) {
+                    return Ok(Some(digest));
+                }
+                tracing::debug!("HEAD {path} gave no usable Docker-Content-Digest; falling back to GET");
+            }
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) if head_refused(&e) => {
+                tracing::debug!("HEAD refused ({e}); falling back to GET");
+            }
+            Err(e) => return Err(e),
+        }
+        match self.fetch_manifest(target).await {
+            Ok((_, digest)) => Ok(Some(digest)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The manifest bytes `target` names and their digest, checked against the target when
+    /// it is a digest.
+    ///
+    /// # Errors
+    /// Registry, auth or transport failures, a body over 4 MiB, or a digest mismatch.
+    pub async fn fetch_manifest(&self, target: &Target) -> Result<(Vec<u8>, Digest), Error> {
+        let path = format!("manifests/{target}");
+        let url = self.url(&path).await?;
+        let body = self
+            .backoff
+            .retry(|| async {
+                let response = self.attempt(&Method::GET, &path, MANIFEST_ACCEPT).await?;
+                error::read_limited(response, MANIFEST_LIMIT)
+                    .await
+                    .ok_or_else(|| Error::ManifestTooLarge { url: url.clone(), limit: MANIFEST_LIMIT })
+            })
+            .await?;
+        let digest = Digest::sha256(&body);
+        if let Target::Digest(wanted) = target {
+            if wanted.as_str().starts_with("sha256:") && *wanted != digest {
+                return Err(Error::ManifestDigest { url, found: digest.to_string() });
+            }
+        }
+        Ok((body, digest))
+    }
+
+    /// Sends a request with retries; a non-success status is an error.
+    async fn request(&self, method: Method, path: &str, accept: &str) -> Result<Response, Error> {
+        self.backoff.retry(|| self.attempt(&method, path, accept)).await
+    }
+
+    /// One attempt: send, answer one 401 challenge, send again.
+    async fn attempt(&self, method: &Method, path: &str, accept: &str) -> Result<Response, Error> {
+        let url = self.url(path).await?;
+        let mut answered_challenge = false;
+        loop {
+            let auth = self.current_auth().await?;
+            tracing::debug!("{method} {url}");
+            let response = self.send(method, &url, accept, &auth).await?;
+            let status = response.status();
+            tracing::debug!("{method} {url} -> {status}");
+            if status.is_success() {
+                return Ok(response);
+            }
+            if status != StatusCode::UNAUTHORIZED || answered_challenge {
+                return Err(self.status_error(method, &url, response).await);
+            }
+            let Some(header) = response.headers().get(WWW_AUTHENTICATE).cloned() else {
+                return Err(self.status_error(method, &url, response).await);
+            };
+            self.answer(&header).await?;
+            answered_challenge = true;
+        }
+    }
+
+    async fn send(&self, method: &Method, url: &str, accept: &str, auth: &Auth) -> Result<Response, Error> {
+        let mut request = self.http.request(method.clone(), url).header(ACCEPT, accept);
+        match (auth, &self.credentials) {
+            (Auth::Basic, Credentials::Basic { username, password }) => {
+                request = request.basic_auth(username, Some(password.expose()));
+            }
+            (Auth::Bearer { token, .. }, _) => request = request.bearer_auth(token.value.expose()),
+            _ => {}
+        }
+        request.send().await.map_err(|source| Error::Transport {
+            method: method.clone(),
+            url: url.to_owned(),
+            source,
+        })
+    }
+
+    /// The auth to use now, renewing an expired bearer token first.
+    async fn current_auth(&self) -> Result<Auth, Error> {
+        let mut auth = self.auth.lock().await;
+        if let Auth::Bearer { realm, service, token } = &*auth {
+            if !token.is_fresh() {
+                tracing::debug!("token for {} expired; renewing", self.repository);
+                let token = self.fetch_token(realm, service.as_deref()).await?;
+                *auth = Auth::Bearer { realm: realm.clone(), service: service.clone(), token };
+            }
+        }
+        Ok(auth.clone())
+    }
+
+    /// Acts on a 401's challenge: switch to Basic, or fetch a token.
+    async fn answer(&self, header: &HeaderValue) -> Result<(), Error> {
+        let registry = self.repository.registry();
+        let text = header.to_str().unwrap_or_default();
+        let challenge = Challenge::parse(text).ok_or_else(|| Error::Challenge {
+            registry: registry.to_owned(),
+            header: text.to_owned(),
+        })?;
+        tracing::debug!("{registry} asks for authentication: {challenge:?}");
+        let next = match challenge {
+            Challenge::Basic => {
+                if self.credentials == Credentials::Anonymous {
+                    return Err(Error::CredentialsRequired { registry: registry.to_owned(), scheme: "Basic" });
+                }
+                Auth::Basic
+            }
+            Challenge::Bearer { realm, service } => {
+                let token = self.fetch_token(&realm, service.as_deref()).await?;
+                Auth::Bearer { realm, service, token }
+            }
+        };
+        *self.auth.lock().await = next;
+        Ok(())
+    }
+
+    async fn fetch_token(&self, realm: &str, service: Option<&str>) -> Result<Token, Error> {
+        token::fetch_token(
+            &self.http,
+            self.repository.registry(),
+            realm,
+            service,
+            self.repository.path(),
+            self.scope,
+            &self.credentials,
+        )
+        .await
+    }
+
+    async fn status_error(&self, method: &Method, url: &str, response: Response) -> Error {
+        status_error(
+            self.repository.registry(),
+            self.repository.path(),
+            method.clone(),
+            url,
+            response,
+        )
+        .await
+    }
+
+    async fn url(&self, path: &str) -> Result<String, Error> {
+        let base = self.base.get_or_try_init(|| self.probe_scheme()).await?;
+        Ok(format!("{base}/v2/{}/{path}", self.repository.path()))
+    }
+
+    /// `https://host`, unless plain HTTP is allowed for this host and HTTPS gets no answer
+    /// while HTTP answers like a registry (200 or 401 on `/v2/`).
+    async fn probe_scheme(&self) -> Result<String, Error> {
+        let registry = self.repository.registry();
+        let https = format!("https://{registry}");
+        if !self.allow_http {
+            return Ok(https);
+        }
+        let ping = format!("{https}/v2/");
+        let Err(tls_error) = self.http.get(&ping).send().await else {
+            return Ok(https);
+        };
+        let http = format!("http://{registry}");
+        match self.http.get(format!("{http}/v2/")).send().await {
+            Ok(r) if r.status().is_success() || r.status() == StatusCode::UNAUTHORIZED => {
+                tracing::debug!("{registry} speaks plain HTTP");
+                Ok(http)
+            }
+            _ => Err(Error::Transport { method: Method::GET, url: ping, source: tls_error }),
+        }
+    }
+}
+
+fn header_digest(response: &Response) -> Option<Digest> {
+    response.headers().get("docker-content-digest")?.to_str().ok()?.trim().parse().ok()
+}
+
+/// A HEAD failure that a GET might not share: the registry may simply not support HEAD.
+fn head_refused(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Status { status, .. }
+            if status.is_client_error()
+                && ![StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN, StatusCode::TOO_MANY_REQUESTS]
+                    .contains(status)
+    )
+}

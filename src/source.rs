@@ -1,0 +1,322 @@
+//! Concourse wire types: what `check`, `in` and `out` read on stdin and print on stdout.
+//!
+//! The types mirror the JSON field for field and reject unknown fields, like the Go
+//! resource's `DisallowUnknownFields`; the request parser names the offending field and
+//! lists the accepted ones. `Source::validate` runs once at the boundary.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::reference::{Repository, Tag, DEFAULT_TAG};
+use crate::secret::Secret;
+
+/// `source`: where the image lives and how to reach it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// Repository, with an optional registry host prefix (Docker Hub by default).
+    pub repository: String,
+    /// Tag to track; a JSON number is taken as its text. Default `latest`.
+    #[serde(default, deserialize_with = "deserialize_tag")]
+    pub tag: Option<String>,
+    /// Registry user name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Registry password.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// AWS access key id for ECR.
+    #[serde(default)]
+    pub aws_access_key_id: Option<String>,
+    /// AWS secret access key for ECR.
+    #[serde(default)]
+    pub aws_secret_access_key: Option<Secret>,
+    /// AWS session token for ECR.
+    #[serde(default)]
+    pub aws_session_token: Option<Secret>,
+    /// AWS region of the ECR registry.
+    #[serde(default)]
+    pub aws_region: Option<String>,
+    /// Role to assume before asking ECR for a token.
+    #[serde(default)]
+    pub aws_role_arn: Option<String>,
+    /// Debug logs instead of progress bars.
+    #[serde(default)]
+    pub debug: bool,
+    /// A pull-through mirror for Docker Hub repositories.
+    #[serde(default)]
+    pub registry_mirror: Option<RegistryMirror>,
+    /// Docker Content Trust (Notary v1) signing for `out`.
+    #[serde(default)]
+    pub content_trust: Option<ContentTrust>,
+    /// Extra PEM CA certificates to trust for the registry's TLS.
+    #[serde(default)]
+    pub ca_certs: Vec<String>,
+    /// Allow plain HTTP to this registry.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// `source.registry_mirror`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryMirror {
+    /// Mirror host, `host[:port]`.
+    pub host: String,
+    /// Mirror user name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Mirror password.
+    #[serde(default)]
+    pub password: Option<Secret>,
+}
+
+/// `source.content_trust`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentTrust {
+    /// Notary server URL.
+    #[serde(default)]
+    pub server: Option<String>,
+    /// ID of the repository (targets) key.
+    pub repository_key_id: String,
+    /// The encrypted PEM repository key.
+    pub repository_key: Secret,
+    /// Passphrase of the repository key.
+    pub repository_passphrase: Secret,
+    /// Client TLS key for the notary server.
+    #[serde(default)]
+    pub tls_key: Option<Secret>,
+    /// Client TLS certificate for the notary server.
+    #[serde(default)]
+    pub tls_cert: Option<String>,
+}
+
+/// A version as Concourse stores it. Input may omit `tag`; output always has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Version {
+    /// The tag the digest was found under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// The manifest (or index) digest.
+    pub digest: Digest,
+}
+
+/// One `{"name","value"}` entry of a response's `metadata`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MetadataField {
+    /// Field name.
+    pub name: String,
+    /// Field value.
+    pub value: String,
+}
+
+/// stdin of `check`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {
+    /// The resource's source.
+    pub source: Source,
+    /// The cursor: the last version Concourse saw, if any.
+    #[serde(default)]
+    pub version: Option<Version>,
+}
+
+/// stdout of `check`: versions, oldest first.
+pub type CheckResponse = Vec<Version>;
+
+/// stdin of `in`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InRequest {
+    /// The resource's source.
+    pub source: Source,
+    /// The version to fetch.
+    pub version: Version,
+    /// Step params.
+    #[serde(default)]
+    pub params: InParams,
+}
+
+/// `params` of a `get` step.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InParams {
+    /// `rootfs` (default) or `oci`.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// Write only the version files; fetch no layers.
+    #[serde(default)]
+    pub skip_download: bool,
+}
+
+/// stdin of `out`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutRequest {
+    /// The resource's source.
+    pub source: Source,
+    /// Step params.
+    pub params: OutParams,
+}
+
+/// `params` of a `put` step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutParams {
+    /// Glob, relative to the sources directory, matching one image tarball.
+    pub image: String,
+    /// File with whitespace-separated extra tags.
+    #[serde(default)]
+    pub additional_tags: Option<String>,
+}
+
+/// stdout of `in` and `out`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepResponse {
+    /// The version fetched or pushed.
+    pub version: Version,
+    /// Metadata shown in the Concourse UI.
+    pub metadata: Vec<MetadataField>,
+}
+
+impl Source {
+    /// Checks everything that can be checked without the network.
+    ///
+    /// # Errors
+    /// A bad repository or tag, half-given credentials, a field this version cannot honour.
+    pub fn validate(&self) -> Result<()> {
+        self.repository()?;
+        self.tag()?;
+        self.credential_pair(self.username.as_deref(), self.password.as_ref(), "username", "password")?;
+        if let Some(m) = &self.registry_mirror {
+            self.credential_pair(
+                m.username.as_deref(),
+                m.password.as_ref(),
+                "registry_mirror.username",
+                "registry_mirror.password",
+            )?;
+        }
+        let aws = [
+            self.aws_access_key_id.is_some(),
+            self.aws_secret_access_key.is_some(),
+            self.aws_session_token.is_some(),
+            self.aws_region.is_some(),
+            self.aws_role_arn.is_some(),
+        ];
+        if aws.contains(&true) {
+            return Err(Error::Unsupported {
+                feature: "ECR authentication (source.aws_*)",
+            });
+        }
+        Ok(())
+    }
+
+    /// The parsed repository.
+    ///
+    /// # Errors
+    /// When `repository` breaks the reference grammar.
+    pub fn repository(&self) -> Result<Repository> {
+        Repository::parse(&self.repository).map_err(|source| Error::Reference {
+            field: "repository",
+            source,
+        })
+    }
+
+    /// The tag to track: `tag`, or `latest` when absent or empty.
+    ///
+    /// # Errors
+    /// When `tag` is not a valid tag.
+    pub fn tag(&self) -> Result<Tag> {
+        let text = self.tag.as_deref().filter(|t| !t.is_empty()).unwrap_or(DEFAULT_TAG);
+        Tag::parse(text).map_err(|source| Error::Reference { field: "tag", source })
+    }
+
+    fn credential_pair(
+        &self,
+        user: Option<&str>,
+        password: Option<&Secret>,
+        user_field: &'static str,
+        password_field: &'static str,
+    ) -> Result<()> {
+        let has_user = user.is_some_and(|u| !u.is_empty());
+        let has_password = password.is_some_and(|p| !p.is_empty());
+        match (has_user, has_password) {
+            (true, false) => Err(Error::IncompleteCredentials {
+                present: user_field,
+                missing: password_field,
+            }),
+            (false, true) => Err(Error::IncompleteCredentials {
+                present: password_field,
+                missing: user_field,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `tag` may be a JSON string or number; a number keeps its literal text (`1.10` stays
+/// `"1.10"`, which is why serde_json's `arbitrary_precision` is on).
+fn deserialize_tag<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Option<String>, D::Error> {
+    match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(s) => Ok(Some(s)),
+        serde_json::Value::Number(n) => Ok(Some(n.to_string())),
+        other => Err(serde::de::Error::custom(format!(
+            "tag must be a string or a number, not {other}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(json: &str) -> Source {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn tag_accepts_strings_and_numbers_verbatim() {
+        assert_eq!(source(r#"{"repository":"a","tag":"v1"}"#).tag.as_deref(), Some("v1"));
+        assert_eq!(source(r#"{"repository":"a","tag":42}"#).tag.as_deref(), Some("42"));
+        assert_eq!(source(r#"{"repository":"a","tag":1.10}"#).tag.as_deref(), Some("1.10"));
+        assert_eq!(source(r#"{"repository":"a","tag":null}"#).tag, None);
+        assert!(serde_json::from_str::<Source>(r#"{"repository":"a","tag":[1]}"#).is_err());
+    }
+
+    #[test]
+    fn tag_defaults_to_latest() {
+        assert_eq!(source(r#"{"repository":"a"}"#).tag().unwrap().as_str(), "latest");
+        assert_eq!(source(r#"{"repository":"a","tag":""}"#).tag().unwrap().as_str(), "latest");
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err = serde_json::from_str::<Source>(r#"{"repository":"a","tga":"x"}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `tga`"), "{err}");
+        assert!(err.to_string().contains("`repository`"), "{err}");
+    }
+
+    #[test]
+    fn half_credentials_are_rejected() {
+        let s = source(r#"{"repository":"a","username":"u"}"#);
+        assert!(matches!(s.validate(), Err(Error::IncompleteCredentials { missing: "password", .. })));
+        let s = source(r#"{"repository":"a","username":"u","password":"p"}"#);
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn version_output_always_has_tag_when_set() {
+        let d = Digest::sha256(b"x");
+        let v = Version { tag: Some("latest".into()), digest: d.clone() };
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            format!(r#"{{"tag":"latest","digest":"{d}"}}"#)
+        );
+        let parsed: Version = serde_json::from_str(&format!(r#"{{"digest":"{d}"}}"#)).unwrap();
+        assert_eq!(parsed.tag, None);
+    }
+}
