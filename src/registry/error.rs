@@ -119,6 +119,12 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    /// A `source.ca_certs` entry without any `BEGIN CERTIFICATE` block.
+    #[error("source.ca_certs[{index}] holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)")]
+    NoCaCert {
+        /// Position in the list.
+        index: usize,
+    },
     /// A digest in a registry response header is malformed.
     #[error("{url}: malformed Docker-Content-Digest header")]
     DigestHeader {
@@ -280,13 +286,20 @@ pub(crate) async fn status_error(
     response: reqwest::Response,
 ) -> Error {
     let status = response.status();
-    let retry_after = retry_after(response.headers());
+    let headers = response.headers().clone();
+    let retry_after = retry_after(&headers);
     let body = if method == Method::HEAD {
         Vec::new()
     } else {
         read_limited(response, 64 * 1024).await.unwrap_or_default()
     };
-    let (codes, message) = parse_envelope(&body);
+    let (codes, mut message) = parse_envelope(&body);
+    if message.is_empty() {
+        // A HEAD has no body; a refused token still says why in its challenge.
+        if let Some(reason) = response_challenge_error(&headers) {
+            message = reason;
+        }
+    }
     Error::Status {
         registry: registry.to_owned(),
         repository: repository.to_owned(),
@@ -297,6 +310,11 @@ pub(crate) async fn status_error(
         message,
         retry_after,
     }
+}
+
+fn response_challenge_error(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    let value = headers.get(reqwest::header::WWW_AUTHENTICATE)?.to_str().ok()?;
+    super::token::challenge_error(value)
 }
 
 /// The codes and messages of an OCI error envelope, or a one-line excerpt of another body.

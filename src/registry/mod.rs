@@ -80,8 +80,7 @@ impl Client {
             let parsed = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
                 .map_err(|source| Error::CaCert { index, source })?;
             if parsed.is_empty() {
-                let source = reqwest::Certificate::from_pem(b"").expect_err("empty PEM is rejected");
-                return Err(Error::CaCert { index, source });
+                return Err(Error::NoCaCert { index });
             }
             certs.extend(parsed);
         }

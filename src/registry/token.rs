@@ -50,6 +50,19 @@ impl Challenge {
     }
 }
 
+/// The `error` (and `error_description`) a challenge carries, e.g. `insufficient_scope`.
+pub(crate) fn challenge_error(header: &str) -> Option<String> {
+    let challenges = http_auth::parse_challenges(header).ok()?;
+    challenges.iter().find_map(|c| {
+        let param = |name: &str| c.params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.to_unescaped());
+        let error = param("error")?;
+        Some(match param("error_description") {
+            Some(d) => format!("{error}: {d}"),
+            None => error,
+        })
+    })
+}
+
 /// A bearer token and when to stop using it.
 #[derive(Debug, Clone)]
 pub(crate) struct Token {
@@ -165,6 +178,10 @@ mod tests {
         assert_eq!(Challenge::parse(r#"bearer realm="http://x/t""#), Some(Challenge::Bearer { realm: "http://x/t".into(), service: None }));
         assert_eq!(Challenge::parse(r#"Bearer service="x""#), None, "a bearer challenge needs a realm");
         assert_eq!(Challenge::parse("Negotiate"), None);
+        assert_eq!(
+            challenge_error(r#"Bearer realm="r",service="s",scope="repository:a:pull",error="insufficient_scope""#).as_deref(),
+            Some("insufficient_scope")
+        );
     }
 
     #[test]

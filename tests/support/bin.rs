@@ -1,0 +1,71 @@
+//! Runs the built resource binaries the way Concourse does: JSON on stdin, argv[1] a dir.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What a binary printed and how it exited.
+#[derive(Debug)]
+pub struct Output {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// stdout parsed as JSON; panics with both streams when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+    }
+
+    /// Asserts failure and returns the last stderr line (the error).
+    pub fn error_line(&self) -> String {
+        assert!(!self.success, "expected failure, got success:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert!(self.stdout.is_empty(), "stdout must be empty on failure: {}", self.stdout);
+        self.stderr.lines().last().unwrap_or_default().to_owned()
+    }
+}
+
+/// Path of a built binary.
+pub fn path(name: &str) -> &'static str {
+    match name {
+        "check" => env!("CARGO_BIN_EXE_check"),
+        other => panic!("unknown binary {other}"),
+    }
+}
+
+/// Runs `name` with `input` on stdin and `args`, killing it after `timeout`.
+pub fn run_with_timeout(name: &str, input: &str, args: &[&str], timeout: Duration) -> Output {
+    let mut child = Command::new(path(name))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().ok();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{name} ran longer than {timeout:?}; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    Output {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `name` with a 120 s limit.
+pub fn run(name: &str, input: &serde_json::Value, args: &[&str]) -> Output {
+    run_with_timeout(name, &input.to_string(), args, Duration::from_secs(120))
+}

@@ -1,0 +1,155 @@
+//! A scripted HTTP/1.1 server for the faults a real registry cannot be made to produce:
+//! missing headers, 429/503 sequences, connections cut mid-answer. Everything else is
+//! tested against the real registry.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+/// A request as the fake server saw it.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// What to answer.
+pub enum Reply {
+    /// Status, headers, body.
+    Http(u16, Vec<(String, String)>, Vec<u8>),
+    /// Close the connection without answering.
+    Hangup,
+}
+
+impl Reply {
+    pub fn status(code: u16) -> Self {
+        Self::Http(code, Vec::new(), Vec::new())
+    }
+
+    pub fn with_header(self, name: &str, value: &str) -> Self {
+        match self {
+            Self::Http(code, mut headers, body) => {
+                headers.push((name.to_owned(), value.to_owned()));
+                Self::Http(code, headers, body)
+            }
+            Self::Hangup => Self::Hangup,
+        }
+    }
+
+    pub fn with_body(self, body: &[u8]) -> Self {
+        match self {
+            Self::Http(code, headers, _) => Self::Http(code, headers, body.to_vec()),
+            Self::Hangup => Self::Hangup,
+        }
+    }
+}
+
+type Handler = dyn Fn(&Request, usize) -> Reply + Send + Sync;
+
+/// A running fake server; it stops serving when dropped (its thread ends with the test).
+pub struct FakeServer {
+    pub host: String,
+    requests: Arc<Mutex<Vec<Request>>>,
+}
+
+impl FakeServer {
+    /// Serves `handler(request, index of this request among those with the same method and path)`.
+    pub fn start(handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let handler = handler.clone();
+                let seen = seen.clone();
+                std::thread::spawn(move || serve(stream, &*handler, &seen));
+            }
+        });
+        Self { host, requests }
+    }
+
+    /// All requests so far.
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Requests to a path (method included), e.g. `HEAD /v2/app/manifests/latest`.
+    pub fn count(&self, method: &str, path: &str) -> usize {
+        self.requests().iter().filter(|r| r.method == method && r.path == path).count()
+    }
+}
+
+fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Request>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut stream = stream;
+    loop {
+        let mut line = String::new();
+        // A TLS ClientHello (our client probing HTTPS first) is not a request line: hang up.
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || !line.ends_with("HTTP/1.1\r\n") {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or_default().to_owned();
+        let path = parts.next().unwrap_or_default().to_owned();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_owned(), v.trim().to_owned()));
+            }
+        }
+        let length: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let request = Request { method, path, headers };
+        let nth = {
+            let mut seen = seen.lock().unwrap();
+            let nth = seen.iter().filter(|r| r.method == request.method && r.path == request.path).count();
+            seen.push(request.clone());
+            nth
+        };
+        match handler(&request, nth) {
+            Reply::Hangup => return,
+            Reply::Http(code, headers, body) => {
+                let mut head = format!("HTTP/1.1 {code} Fake\r\n");
+                let has_length = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
+                for (k, v) in &headers {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                if !has_length {
+                    head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+                }
+                head.push_str("\r\n");
+                let mut out = head.into_bytes();
+                if request.method != "HEAD" {
+                    out.extend_from_slice(&body);
+                }
+                if stream.write_all(&out).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! Real registries for tests: Debian's `docker-registry` (distribution 2.8) on a free
+//! 127.0.0.1 port with temporary storage, plain, with htpasswd Basic auth, with TLS from a
+//! generated CA, or with Bearer tokens from `token_server.py`. Dropping a `Registry` kills
+//! exactly the processes it started and removes its files.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::image::Image;
+
+pub const USER: &str = "concourse";
+pub const PASSWORD: &str = "s3cret pa55word";
+
+/// How the registry authenticates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Auth {
+    None,
+    Basic,
+    Token,
+}
+
+pub struct Registry {
+    /// `127.0.0.1:PORT`
+    pub host: String,
+    pub auth: Auth,
+    /// PEM of the CA that signed the server certificate, for TLS registries.
+    pub ca_pem: Option<String>,
+    dir: tempfile::TempDir,
+    children: Vec<Child>,
+    token_realm: Option<String>,
+}
+
+/// Fails the test with a hint when a tool the suite needs is missing.
+pub fn require(tool: &str) {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
+    assert!(found, "`{tool}` is not installed: run scripts/test, which installs the test dependencies");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_for_port(port: u16, child: &mut Child, log: &Path) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no answer on port {port}; log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    require("openssl");
+    let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA and a server certificate for 127.0.0.1/localhost, in `dir`.
+fn make_certs(dir: &Path) {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=registry-image test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    openssl(dir, &ca);
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]);
+    openssl(dir, &csr);
+    std::fs::write(
+        dir.join("server.ext"),
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+         extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(dir, &["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-days", "2", "-sha256", "-extfile", "server.ext", "-out", "server.crt"]);
+}
+
+fn htpasswd_line() -> String {
+    require("htpasswd");
+    let out = Command::new("htpasswd").args(["-Bbn", USER, PASSWORD]).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned() + "\n"
+}
+
+fn python() -> String {
+    for candidate in ["python3", "/usr/bin/python3"] {
+        let ok = Command::new(candidate)
+            .args(["-c", "import cryptography"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return candidate.to_owned();
+        }
+    }
+    panic!("no python3 with the `cryptography` module: run scripts/test, which installs it");
+}
+
+impl Registry {
+    pub fn plain() -> Self {
+        Self::start(Auth::None, false)
+    }
+
+    pub fn start(auth: Auth, tls: bool) -> Self {
+        require("docker-registry");
+        let dir = tempfile::tempdir().unwrap();
+        let mut children = Vec::new();
+        let mut auth_yaml = String::new();
+        let mut token_realm = None;
+        match auth {
+            Auth::None => {}
+            Auth::Basic => {
+                std::fs::write(dir.path().join("htpasswd"), htpasswd_line()).unwrap();
+                auth_yaml = format!(
+                    "auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n",
+                    dir.path().join("htpasswd").display()
+                );
+            }
+            Auth::Token => {
+                let (child, realm) = start_token_server(dir.path());
+                children.push(child);
+                auth_yaml = format!(
+                    "auth:\n  token:\n    realm: {realm}\n    service: test-registry\n    issuer: test-issuer\n    rootcertbundle: {}\n",
+                    dir.path().join("signer.crt").display()
+                );
+                token_realm = Some(realm);
+            }
+        }
+        let mut tls_yaml = String::new();
+        let mut ca_pem = None;
+        if tls {
+            make_certs(dir.path());
+            tls_yaml = format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                dir.path().join("server.crt").display(),
+                dir.path().join("server.key").display()
+            );
+            ca_pem = Some(std::fs::read_to_string(dir.path().join("ca.crt")).unwrap());
+        }
+        for _ in 0..5 {
+            let port = free_port();
+            let config = format!(
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+                 http:\n  addr: 127.0.0.1:{port}\n  secret: not-a-secret\n{tls_yaml}{auth_yaml}",
+                dir.path().join("data").display()
+            );
+            let config_path = dir.path().join("config.yml");
+            std::fs::write(&config_path, config).unwrap();
+            let log_path = dir.path().join("registry.log");
+            let log = std::fs::File::create(&log_path).unwrap();
+            let mut child = Command::new("docker-registry")
+                .arg("serve")
+                .arg(&config_path)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            if wait_for_port(port, &mut child, &log_path) {
+                children.push(child);
+                return Self { host: format!("127.0.0.1:{port}"), auth, ca_pem, dir, children, token_realm };
+            }
+            // port taken between our probe and the registry's bind: try another
+        }
+        panic!("docker-registry did not start; log:\n{}", std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default());
+    }
+
+    pub fn scheme(&self) -> &'static str {
+        if self.ca_pem.is_some() { "https" } else { "http" }
+    }
+
+    /// `host/repo`, as a source's `repository`.
+    pub fn repo(&self, name: &str) -> String {
+        format!("{}/{name}", self.host)
+    }
+
+    /// Every token the token server issued (empty for other registries).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.token_log().lines().filter_map(|l| l.strip_prefix("token ")).map(str::to_owned).collect()
+    }
+
+    /// How many token requests the token server answered (granted or not).
+    pub fn token_requests(&self) -> usize {
+        self.token_log().lines().filter(|l| l.starts_with("request ")).count()
+    }
+
+    fn token_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("tokens.log")).unwrap_or_default()
+    }
+
+    /// The registry's own log (access log included).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// Pushes `image` as `name:tag` and returns its manifest digest.
+    pub fn push(&self, name: &str, tag: &str, image: &Image) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let pusher = Pusher::new(self, name).await;
+            for blob in std::iter::once(&image.config).chain(&image.layers) {
+                pusher.blob(&blob.bytes, &blob.digest).await;
+            }
+            pusher.manifest(tag, &image.manifest, image.media_type).await;
+        });
+        image.digest()
+    }
+
+    /// Pushes the children and then an index over them as `name:tag`; returns the index digest.
+    pub fn push_index(&self, name: &str, tag: &str, children: &[(&Image, &str)], media_type: &'static str) -> String {
+        for (child, _) in children {
+            self.push(name, &child.digest(), child);
+        }
+        let index = super::image::index(children, media_type);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async { Pusher::new(self, name).await.manifest(tag, &index, media_type).await });
+        super::image::sha256(&index)
+    }
+
+    /// Deletes the manifest `digest` of `name`.
+    pub fn delete(&self, name: &str, digest: &str) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let p = Pusher::new(self, name).await;
+            let url = format!("{}/v2/{name}/manifests/{digest}", p.base);
+            let r = p.authorize(p.http.delete(&url)).send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 202, "DELETE {url}: {}", r.text().await.unwrap());
+        });
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+}
+
+fn start_token_server(dir: &Path) -> (Child, String) {
+    let python = python();
+    openssl(dir, &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", "signer.key", "-out", "signer.crt", "-days", "2", "-subj", "/CN=test token signer"]);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/token_server.py");
+    let port_file = dir.join("token.port");
+    let log = std::fs::File::create(dir.join("token-server.log")).unwrap();
+    let mut child = Command::new(python)
+        .arg(script)
+        .arg(&port_file)
+        .args(["signer.key", "signer.crt", "test-issuer", "test-registry", "tokens.log"])
+        .arg(format!("{USER}:{PASSWORD}"))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !port_file.exists() {
+        if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+            child.kill().ok();
+            panic!("token server did not start:\n{}", std::fs::read_to_string(dir.join("token-server.log")).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let port = std::fs::read_to_string(&port_file).unwrap();
+    (child, format!("http://127.0.0.1:{port}/token"))
+}
+
+/// Pushes with whatever credentials the registry wants.
+struct Pusher {
+    http: reqwest::Client,
+    base: String,
+    name: String,
+    basic: bool,
+    token: Option<String>,
+}
+
+impl Pusher {
+    async fn new(registry: &Registry, name: &str) -> Self {
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = &registry.ca_pem {
+            builder = builder.tls_certs_merge([reqwest::Certificate::from_pem(pem.as_bytes()).unwrap()]);
+        }
+        let http = builder.build().unwrap();
+        let mut token = None;
+        if let Some(realm) = &registry.token_realm {
+            let r = http
+                .get(realm)
+                .query(&[("service", "test-registry"), ("scope", &format!("repository:{name}:*"))])
+                .basic_auth(USER, Some(PASSWORD))
+                .send()
+                .await
+                .unwrap();
+            let body: serde_json::Value = r.json().await.unwrap();
+            token = Some(body["token"].as_str().unwrap().to_owned());
+        }
+        Self {
+            http,
+            base: format!("{}://{}", registry.scheme(), registry.host),
+            name: name.to_owned(),
+            basic: registry.auth == Auth::Basic,
+            token,
+        }
+    }
+
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match (&self.token, self.basic) {
+            (Some(t), _) => request.bearer_auth(t),
+            (None, true) => request.basic_auth(USER, Some(PASSWORD)),
+            _ => request,
+        }
+    }
+
+    async fn blob(&self, bytes: &[u8], digest: &str) {
+        let url = format!("{}/v2/{}/blobs/uploads/", self.base, self.name);
+        let r = self.authorize(self.http.post(&url)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 202, "POST {url}: {}", r.text().await.unwrap());
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        let location = if location.starts_with('/') { format!("{}{location}", self.base) } else { location };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{sep}digest={digest}");
+        let r = self
+            .authorize(self.http.put(&put))
+            .header("content-type", "application/octet-stream")
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201, "PUT blob: {}", r.text().await.unwrap());
+    }
+
+    async fn manifest(&self, reference: &str, bytes: &[u8], media_type: &str) {
+        let url = format!("{}/v2/{}/manifests/{reference}", self.base, self.name);
+        let r = self
+            .authorize(self.http.put(&url))
+            .header("content-type", media_type)
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201, "PUT {url}: {}", r.text().await.unwrap());
+    }
+}
