@@ -20,11 +20,18 @@ pub async fn run(request: CheckRequest, backoff: Backoff) -> Result<CheckRespons
     let source = &request.source;
     source.validate()?;
     if source.registry_mirror.is_some() {
-        tracing::warn!("source.registry_mirror is not used by this version yet; checking the origin registry");
+        tracing::warn!(
+            "source.registry_mirror is not used by this version yet; checking the origin registry"
+        );
     }
     let repository = source.repository()?;
     let tag = source.tag()?;
-    let client = Client::new(repository, Credentials::resolve(source), Scope::Pull, &options(source, backoff))?;
+    let client = Client::new(
+        repository,
+        Credentials::resolve(source),
+        Scope::Pull,
+        &options(source, backoff),
+    )?;
     let current_target = Target::Tag(tag.clone());
     let failed = |target: &Target| {
         let image = describe(client.repository(), target);
@@ -38,7 +45,10 @@ pub async fn run(request: CheckRequest, backoff: Backoff) -> Result<CheckRespons
         tracing::info!("tag {} not found", describe(client.repository(), &current_target));
         return Ok(Vec::new());
     };
-    let version = |digest| Version { tag: Some(tag.to_string()), digest };
+    let version = |digest| Version {
+        tag: Some(tag.to_string()),
+        digest,
+    };
     let Some(cursor) = request.version.filter(|v| v.digest != current) else {
         return Ok(vec![version(current)]);
     };
@@ -57,5 +67,9 @@ pub async fn run(request: CheckRequest, backoff: Backoff) -> Result<CheckRespons
 
 /// Transport options of the source's registry.
 pub(crate) fn options(source: &Source, backoff: Backoff) -> Options {
-    Options { ca_certs: source.ca_certs.clone(), insecure: source.insecure, backoff }
+    Options {
+        ca_certs: source.ca_certs.clone(),
+        insecure: source.insecure,
+        backoff,
+    }
 }

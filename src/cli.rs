@@ -14,7 +14,9 @@ use crate::error::{Error, Result};
 /// Empty input, malformed JSON, unknown or missing fields.
 pub fn read_request<T: DeserializeOwned>(step: &'static str, mut input: impl Read) -> Result<T> {
     let mut text = String::new();
-    input.read_to_string(&mut text).map_err(|source| Error::Stdin { step, source })?;
+    input
+        .read_to_string(&mut text)
+        .map_err(|source| Error::Stdin { step, source })?;
     if text.trim().is_empty() {
         return Err(Error::EmptyRequest { step });
     }
@@ -27,8 +29,14 @@ pub fn read_request<T: DeserializeOwned>(step: &'static str, mut input: impl Rea
 pub fn init_logging(debug: bool) {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::prelude::*;
-    let ours = if debug { LevelFilter::DEBUG } else { LevelFilter::INFO };
-    let filter = Targets::new().with_default(LevelFilter::WARN).with_target("registry_image", ours);
+    let ours = if debug {
+        LevelFilter::DEBUG
+    } else {
+        LevelFilter::INFO
+    };
+    let filter = Targets::new()
+        .with_default(LevelFilter::WARN)
+        .with_target("registry_image", ours);
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .without_time()
@@ -41,7 +49,10 @@ pub fn init_logging(debug: bool) {
 /// # Errors
 /// When the OS refuses threads.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Error::Runtime)
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)
 }
 
 /// Prints the response as one line of JSON on stdout.

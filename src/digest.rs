@@ -132,9 +132,18 @@ mod tests {
     #[test]
     fn parses_valid_and_rejects_invalid() {
         assert_eq!(EMPTY.parse::<Digest>().unwrap().as_str(), EMPTY);
-        assert!(matches!("deadbeef".parse::<Digest>(), Err(DigestError::MissingAlgorithm { .. })));
-        assert!(matches!("md5:abc".parse::<Digest>(), Err(DigestError::UnsupportedAlgorithm { .. })));
-        assert!(matches!("sha256:abc".parse::<Digest>(), Err(DigestError::BadHex { .. })));
+        assert!(matches!(
+            "deadbeef".parse::<Digest>(),
+            Err(DigestError::MissingAlgorithm { .. })
+        ));
+        assert!(matches!(
+            "md5:abc".parse::<Digest>(),
+            Err(DigestError::UnsupportedAlgorithm { .. })
+        ));
+        assert!(matches!(
+            "sha256:abc".parse::<Digest>(),
+            Err(DigestError::BadHex { .. })
+        ));
         let upper = EMPTY.to_uppercase().replace("SHA256", "sha256");
         assert!(matches!(upper.parse::<Digest>(), Err(DigestError::BadHex { .. })));
     }

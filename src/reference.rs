@@ -49,7 +49,9 @@ pub enum ReferenceError {
         repository: String,
     },
     /// A tag outside `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-    #[error("tag {tag:?} is not valid: up to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'")]
+    #[error(
+        "tag {tag:?} is not valid: up to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'"
+    )]
     BadTag {
         /// The rejected tag.
         tag: String,
@@ -77,7 +79,9 @@ impl Repository {
             _ => (None, text),
         };
         if rest.contains('@') || rest.contains(':') {
-            return Err(ReferenceError::TagInRepository { repository: text.into() });
+            return Err(ReferenceError::TagInRepository {
+                repository: text.into(),
+            });
         }
         let registry = match first {
             None | Some("docker.io" | DOCKER_HUB) => DOCKER_HUB.to_owned(),
@@ -92,7 +96,9 @@ impl Repository {
             rest.to_owned()
         };
         if path.len() > 255 {
-            return Err(ReferenceError::TooLong { repository: text.into() });
+            return Err(ReferenceError::TooLong {
+                repository: text.into(),
+            });
         }
         for component in path.split('/') {
             if !is_path_component(component) {
@@ -128,8 +134,7 @@ impl Repository {
     #[must_use]
     pub fn is_loopback(&self) -> bool {
         let host = self.hostname().trim_start_matches('[').trim_end_matches(']');
-        host == "localhost"
-            || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
     }
 }
 
@@ -281,16 +286,28 @@ mod tests {
     #[test]
     fn docker_hub_defaults() {
         assert_eq!(parts("busybox"), (DOCKER_HUB.into(), "library/busybox".into()));
-        assert_eq!(parts("concourse/test"), (DOCKER_HUB.into(), "concourse/test".into()));
-        assert_eq!(parts("docker.io/busybox"), (DOCKER_HUB.into(), "library/busybox".into()));
+        assert_eq!(
+            parts("concourse/test"),
+            (DOCKER_HUB.into(), "concourse/test".into())
+        );
+        assert_eq!(
+            parts("docker.io/busybox"),
+            (DOCKER_HUB.into(), "library/busybox".into())
+        );
         assert_eq!(parts("index.docker.io/a/b"), (DOCKER_HUB.into(), "a/b".into()));
     }
 
     #[test]
     fn host_prefixes() {
         assert_eq!(parts("localhost/app"), ("localhost".into(), "app".into()));
-        assert_eq!(parts("localhost:5000/a/b"), ("localhost:5000".into(), "a/b".into()));
-        assert_eq!(parts("127.0.0.1:5000/app"), ("127.0.0.1:5000".into(), "app".into()));
+        assert_eq!(
+            parts("localhost:5000/a/b"),
+            ("localhost:5000".into(), "a/b".into())
+        );
+        assert_eq!(
+            parts("127.0.0.1:5000/app"),
+            ("127.0.0.1:5000".into(), "app".into())
+        );
         assert_eq!(parts("ghcr.io/org/app"), ("ghcr.io".into(), "org/app".into()));
         assert_eq!(parts("[::1]:5000/app"), ("[::1]:5000".into(), "app".into()));
         // a first segment without '.', ':' or localhost is a namespace, not a host
@@ -302,7 +319,12 @@ mod tests {
         for s in ["localhost:5000/a", "127.0.0.1:1/a", "127.3.4.5/a", "[::1]:5000/a"] {
             assert!(Repository::parse(s).unwrap().is_loopback(), "{s}");
         }
-        for s in ["busybox", "ghcr.io/a", "10.0.0.1:5000/a", "localhost.example.com/a"] {
+        for s in [
+            "busybox",
+            "ghcr.io/a",
+            "10.0.0.1:5000/a",
+            "localhost.example.com/a",
+        ] {
             assert!(!Repository::parse(s).unwrap().is_loopback(), "{s}");
         }
     }
@@ -310,15 +332,42 @@ mod tests {
     #[test]
     fn rejects_bad_repositories() {
         assert_eq!(Repository::parse(""), Err(ReferenceError::Empty));
-        assert!(matches!(Repository::parse("busybox:1.0"), Err(ReferenceError::TagInRepository { .. })));
-        assert!(matches!(Repository::parse("localhost:5000/a:b"), Err(ReferenceError::TagInRepository { .. })));
-        assert!(matches!(Repository::parse("a@sha256:00"), Err(ReferenceError::TagInRepository { .. })));
-        assert!(matches!(Repository::parse("Busybox"), Err(ReferenceError::BadComponent { .. })));
-        assert!(matches!(Repository::parse("a//b"), Err(ReferenceError::BadComponent { .. })));
-        assert!(matches!(Repository::parse("a/-b"), Err(ReferenceError::BadComponent { .. })));
-        assert!(matches!(Repository::parse("a/b..c"), Err(ReferenceError::BadComponent { .. })));
-        assert!(matches!(Repository::parse("exa_mple.com:5000/a"), Err(ReferenceError::BadHost { .. })));
-        assert!(matches!(Repository::parse("example.com:50x/a"), Err(ReferenceError::BadHost { .. })));
+        assert!(matches!(
+            Repository::parse("busybox:1.0"),
+            Err(ReferenceError::TagInRepository { .. })
+        ));
+        assert!(matches!(
+            Repository::parse("localhost:5000/a:b"),
+            Err(ReferenceError::TagInRepository { .. })
+        ));
+        assert!(matches!(
+            Repository::parse("a@sha256:00"),
+            Err(ReferenceError::TagInRepository { .. })
+        ));
+        assert!(matches!(
+            Repository::parse("Busybox"),
+            Err(ReferenceError::BadComponent { .. })
+        ));
+        assert!(matches!(
+            Repository::parse("a//b"),
+            Err(ReferenceError::BadComponent { .. })
+        ));
+        assert!(matches!(
+            Repository::parse("a/-b"),
+            Err(ReferenceError::BadComponent { .. })
+        ));
+        assert!(matches!(
+            Repository::parse("a/b..c"),
+            Err(ReferenceError::BadComponent { .. })
+        ));
+        assert!(matches!(
+            Repository::parse("exa_mple.com:5000/a"),
+            Err(ReferenceError::BadHost { .. })
+        ));
+        assert!(matches!(
+            Repository::parse("example.com:50x/a"),
+            Err(ReferenceError::BadHost { .. })
+        ));
         assert!(Repository::parse("a/b__c/d-e/f.g/h---i").is_ok());
     }
 

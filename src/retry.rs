@@ -14,6 +14,7 @@ pub trait Retryable: Sized {
     /// How long the server asked us to wait (`Retry-After`), if it did.
     fn retry_after(&self) -> Option<Duration>;
     /// Wraps the last error once the budget is spent.
+    #[must_use]
     fn gave_up(self, attempts: u32, elapsed: Duration, wanted_wait: Option<Duration>) -> Self;
 }
 
@@ -47,7 +48,7 @@ impl Backoff {
     pub fn delay(&self, retry: u32) -> Duration {
         let ceiling = self.initial.saturating_mul(1 << retry.min(20)).min(self.max);
         let half = ceiling / 2;
-        let spread = u64::try_from((ceiling - half).as_nanos()).unwrap_or(u64::MAX);
+        let spread = u64::try_from(ceiling.saturating_sub(half).as_nanos()).unwrap_or(u64::MAX);
         half + Duration::from_nanos(if spread == 0 { 0 } else { random_u64() % spread })
     }
 
@@ -77,7 +78,11 @@ impl Backoff {
             let asked = err.retry_after();
             let wait = asked.unwrap_or_else(|| self.delay(attempts - 1));
             if elapsed + wait > self.max_elapsed {
-                return Err(err.gave_up(attempts, elapsed, asked.filter(|a| elapsed + *a > self.max_elapsed)));
+                return Err(err.gave_up(
+                    attempts,
+                    elapsed,
+                    asked.filter(|a| elapsed + *a > self.max_elapsed),
+                ));
             }
             tracing::warn!("{err}; retrying in {wait:.1?} (attempt {})", attempts + 1);
             tokio::time::sleep(wait).await;
@@ -107,9 +112,15 @@ mod tests {
         };
         for _ in 0..50 {
             let d0 = b.delay(0);
-            assert!(d0 >= Duration::from_millis(50) && d0 <= Duration::from_millis(100), "{d0:?}");
+            assert!(
+                d0 >= Duration::from_millis(50) && d0 <= Duration::from_millis(100),
+                "{d0:?}"
+            );
             let d3 = b.delay(3);
-            assert!(d3 >= Duration::from_millis(400) && d3 <= Duration::from_millis(800), "{d3:?}");
+            assert!(
+                d3 >= Duration::from_millis(400) && d3 <= Duration::from_millis(800),
+                "{d3:?}"
+            );
             assert!(b.delay(40) <= Duration::from_millis(800));
         }
     }
@@ -152,7 +163,13 @@ mod tests {
         let r: Result<(), E> = fast()
             .retry(|| {
                 calls += 1;
-                async { Err(E { transient: false, after: None, gave_up: None }) }
+                async {
+                    Err(E {
+                        transient: false,
+                        after: None,
+                        gave_up: None,
+                    })
+                }
             })
             .await;
         assert_eq!(calls, 1);
@@ -168,7 +185,11 @@ mod tests {
                 let n = calls;
                 async move {
                     if n < 3 {
-                        Err(E { transient: true, after: None, gave_up: None })
+                        Err(E {
+                            transient: true,
+                            after: None,
+                            gave_up: None,
+                        })
                     } else {
                         Ok(n)
                     }
@@ -181,7 +202,13 @@ mod tests {
     #[tokio::test]
     async fn budget_ends_retries_and_long_retry_after_gives_up_at_once() {
         let r: Result<(), E> = fast()
-            .retry(|| async { Err(E { transient: true, after: None, gave_up: None }) })
+            .retry(|| async {
+                Err(E {
+                    transient: true,
+                    after: None,
+                    gave_up: None,
+                })
+            })
             .await;
         let (attempts, wanted) = r.unwrap_err().gave_up.unwrap();
         assert!(attempts > 3, "{attempts}");
@@ -191,7 +218,13 @@ mod tests {
         let r: Result<(), E> = fast()
             .retry(|| {
                 calls += 1;
-                async { Err(E { transient: true, after: Some(Duration::from_secs(60)), gave_up: None }) }
+                async {
+                    Err(E {
+                        transient: true,
+                        after: Some(Duration::from_secs(60)),
+                        gave_up: None,
+                    })
+                }
             })
             .await;
         assert_eq!(calls, 1);

@@ -190,9 +190,14 @@ impl Source {
     pub fn validate(&self) -> Result<()> {
         self.repository()?;
         self.tag()?;
-        self.credential_pair(self.username.as_deref(), self.password.as_ref(), "username", "password")?;
+        check_credential_pair(
+            self.username.as_deref(),
+            self.password.as_ref(),
+            "username",
+            "password",
+        )?;
         if let Some(m) = &self.registry_mirror {
-            self.credential_pair(
+            check_credential_pair(
                 m.username.as_deref(),
                 m.password.as_ref(),
                 "registry_mirror.username",
@@ -230,36 +235,42 @@ impl Source {
     /// # Errors
     /// When `tag` is not a valid tag.
     pub fn tag(&self) -> Result<Tag> {
-        let text = self.tag.as_deref().filter(|t| !t.is_empty()).unwrap_or(DEFAULT_TAG);
+        let text = self
+            .tag
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .unwrap_or(DEFAULT_TAG);
         Tag::parse(text).map_err(|source| Error::Reference { field: "tag", source })
     }
+}
 
-    fn credential_pair(
-        &self,
-        user: Option<&str>,
-        password: Option<&Secret>,
-        user_field: &'static str,
-        password_field: &'static str,
-    ) -> Result<()> {
-        let has_user = user.is_some_and(|u| !u.is_empty());
-        let has_password = password.is_some_and(|p| !p.is_empty());
-        match (has_user, has_password) {
-            (true, false) => Err(Error::IncompleteCredentials {
-                present: user_field,
-                missing: password_field,
-            }),
-            (false, true) => Err(Error::IncompleteCredentials {
-                present: password_field,
-                missing: user_field,
-            }),
-            _ => Ok(()),
-        }
+/// Both halves of a user name/password pair, or neither.
+fn check_credential_pair(
+    user: Option<&str>,
+    password: Option<&Secret>,
+    user_field: &'static str,
+    password_field: &'static str,
+) -> Result<()> {
+    let has_user = user.is_some_and(|u| !u.is_empty());
+    let has_password = password.is_some_and(|p| !p.is_empty());
+    match (has_user, has_password) {
+        (true, false) => Err(Error::IncompleteCredentials {
+            present: user_field,
+            missing: password_field,
+        }),
+        (false, true) => Err(Error::IncompleteCredentials {
+            present: password_field,
+            missing: user_field,
+        }),
+        _ => Ok(()),
     }
 }
 
 /// `tag` may be a JSON string or number; a number keeps its literal text (`1.10` stays
-/// `"1.10"`, which is why serde_json's `arbitrary_precision` is on).
-fn deserialize_tag<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Option<String>, D::Error> {
+/// `"1.10"`, which is why `serde_json`'s `arbitrary_precision` is on).
+fn deserialize_tag<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<String>, D::Error> {
     match serde_json::Value::deserialize(deserializer)? {
         serde_json::Value::Null => Ok(None),
         serde_json::Value::String(s) => Ok(Some(s)),
@@ -280,9 +291,18 @@ mod tests {
 
     #[test]
     fn tag_accepts_strings_and_numbers_verbatim() {
-        assert_eq!(source(r#"{"repository":"a","tag":"v1"}"#).tag.as_deref(), Some("v1"));
-        assert_eq!(source(r#"{"repository":"a","tag":42}"#).tag.as_deref(), Some("42"));
-        assert_eq!(source(r#"{"repository":"a","tag":1.10}"#).tag.as_deref(), Some("1.10"));
+        assert_eq!(
+            source(r#"{"repository":"a","tag":"v1"}"#).tag.as_deref(),
+            Some("v1")
+        );
+        assert_eq!(
+            source(r#"{"repository":"a","tag":42}"#).tag.as_deref(),
+            Some("42")
+        );
+        assert_eq!(
+            source(r#"{"repository":"a","tag":1.10}"#).tag.as_deref(),
+            Some("1.10")
+        );
         assert_eq!(source(r#"{"repository":"a","tag":null}"#).tag, None);
         assert!(serde_json::from_str::<Source>(r#"{"repository":"a","tag":[1]}"#).is_err());
     }
@@ -290,7 +310,10 @@ mod tests {
     #[test]
     fn tag_defaults_to_latest() {
         assert_eq!(source(r#"{"repository":"a"}"#).tag().unwrap().as_str(), "latest");
-        assert_eq!(source(r#"{"repository":"a","tag":""}"#).tag().unwrap().as_str(), "latest");
+        assert_eq!(
+            source(r#"{"repository":"a","tag":""}"#).tag().unwrap().as_str(),
+            "latest"
+        );
     }
 
     #[test]
@@ -303,7 +326,13 @@ mod tests {
     #[test]
     fn half_credentials_are_rejected() {
         let s = source(r#"{"repository":"a","username":"u"}"#);
-        assert!(matches!(s.validate(), Err(Error::IncompleteCredentials { missing: "password", .. })));
+        assert!(matches!(
+            s.validate(),
+            Err(Error::IncompleteCredentials {
+                missing: "password",
+                ..
+            })
+        ));
         let s = source(r#"{"repository":"a","username":"u","password":"p"}"#);
         assert!(s.validate().is_ok());
     }
@@ -311,7 +340,10 @@ mod tests {
     #[test]
     fn version_output_always_has_tag_when_set() {
         let d = Digest::sha256(b"x");
-        let v = Version { tag: Some("latest".into()), digest: d.clone() };
+        let v = Version {
+            tag: Some("latest".into()),
+            digest: d.clone(),
+        };
         assert_eq!(
             serde_json::to_string(&v).unwrap(),
             format!(r#"{{"tag":"latest","digest":"{d}"}}"#)

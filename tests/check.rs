@@ -17,14 +17,26 @@ fn check(input: &Value) -> Output {
 
 fn versions(out: &Output) -> Vec<(String, String)> {
     assert!(out.success, "check failed:\n{}", out.stderr);
-    assert_eq!(out.stdout.lines().count(), 1, "stdout must be one JSON line: {:?}", out.stdout);
+    assert_eq!(
+        out.stdout.lines().count(),
+        1,
+        "stdout must be one JSON line: {:?}",
+        out.stdout
+    );
     out.json()
         .as_array()
         .expect("check prints a JSON array")
         .iter()
         .map(|v| {
-            assert_eq!(v.as_object().unwrap().len(), 2, "a version has exactly tag and digest: {v}");
-            (v["tag"].as_str().unwrap().to_owned(), v["digest"].as_str().unwrap().to_owned())
+            assert_eq!(
+                v.as_object().unwrap().len(),
+                2,
+                "a version has exactly tag and digest: {v}"
+            );
+            (
+                v["tag"].as_str().unwrap().to_owned(),
+                v["digest"].as_str().unwrap().to_owned(),
+            )
         })
         .collect()
 }
@@ -39,7 +51,10 @@ fn current_digest_of_tag_without_cursor() {
     let digest = reg.push("app", "latest", &Image::with_file("one", DOCKER_MANIFEST));
     let out = check(&json!({"source": {"repository": reg.repo("app")}}));
     assert_eq!(versions(&out), vec![v("latest", &digest)]);
-    assert_eq!(out.stdout.trim(), format!(r#"[{{"tag":"latest","digest":"{digest}"}}]"#));
+    assert_eq!(
+        out.stdout.trim(),
+        format!(r#"[{{"tag":"latest","digest":"{digest}"}}]"#)
+    );
 }
 
 #[test]
@@ -78,7 +93,9 @@ fn missing_tag_or_repository_gives_no_versions() {
         let out = check(&json!({"source": {"repository": reg.repo(repo), "tag": tag}}));
         assert_eq!(versions(&out), vec![], "{repo}:{tag}");
         assert_eq!(out.stdout.trim(), "[]");
-        let out = check(&json!({"source": {"repository": reg.repo(repo), "tag": tag}, "version": {"digest": digest}}));
+        let out = check(
+            &json!({"source": {"repository": reg.repo(repo), "tag": tag}, "version": {"digest": digest}}),
+        );
         assert_eq!(versions(&out), vec![], "{repo}:{tag} with a cursor");
     }
 }
@@ -97,7 +114,10 @@ fn numeric_tags_keep_their_text() {
     assert_eq!(versions(&out), vec![v("42", &d42)]);
     let out = bin::run_with_timeout(
         "check",
-        &format!(r#"{{"source":{{"repository":"{}","tag":1.10}}}}"#, reg.repo("app")),
+        &format!(
+            r#"{{"source":{{"repository":"{}","tag":1.10}}}}"#,
+            reg.repo("app")
+        ),
         &[],
         Duration::from_secs(60),
     );
@@ -114,8 +134,19 @@ fn every_manifest_media_type_resolves_to_its_own_digest() {
     let cases = [
         ("oci-manifest", reg.push("app", "oci-manifest", &amd)),
         ("docker-manifest", reg.push("app", "docker-manifest", &docker_amd)),
-        ("oci-index", reg.push_index("app", "oci-index", &[(&arm, "arm64"), (&amd, "amd64")], OCI_INDEX)),
-        ("docker-list", reg.push_index("app", "docker-list", &[(&docker_amd, "amd64"), (&docker_arm, "arm64")], DOCKER_LIST)),
+        (
+            "oci-index",
+            reg.push_index("app", "oci-index", &[(&arm, "arm64"), (&amd, "amd64")], OCI_INDEX),
+        ),
+        (
+            "docker-list",
+            reg.push_index(
+                "app",
+                "docker-list",
+                &[(&docker_amd, "amd64"), (&docker_arm, "arm64")],
+                DOCKER_LIST,
+            ),
+        ),
     ];
     for (tag, digest) in cases {
         let out = check(&json!({"source": {"repository": reg.repo("app"), "tag": tag}}));
@@ -147,7 +178,12 @@ fn bad_requests_fail_with_one_clear_line() {
     for (input, needles) in cases {
         let out = bin::run_with_timeout("check", &input, &[], Duration::from_secs(30));
         let line = out.error_line();
-        assert_eq!(out.stderr.lines().count(), 1, "one line on stderr for {input}: {}", out.stderr);
+        assert_eq!(
+            out.stderr.lines().count(),
+            1,
+            "one line on stderr for {input}: {}",
+            out.stderr
+        );
         assert!(line.starts_with("error: "), "{line}");
         for needle in needles {
             assert!(line.contains(needle), "{input}: {line:?} lacks {needle:?}");
@@ -170,7 +206,10 @@ fn basic_auth() {
 
     let out = check(&json!({"source": {"repository": repo}}));
     let line = out.error_line();
-    assert!(line.contains("requires authentication") && line.contains("source.username"), "{line}");
+    assert!(
+        line.contains("requires authentication") && line.contains("source.username"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -184,16 +223,26 @@ fn token_auth() {
     let before = reg.token_requests();
     let out = check(&json!({"source": source, "version": {"digest": old}}));
     assert_eq!(versions(&out), vec![v("latest", &old), v("latest", &new)]);
-    assert_eq!(reg.token_requests() - before, 1, "one token serves both HEADs of a check");
+    assert_eq!(
+        reg.token_requests() - before,
+        1,
+        "one token serves both HEADs of a check"
+    );
 
     let out = check(&json!({"source": {"repository": repo, "username": USER, "password": "wrong"}}));
     let line = out.error_line();
-    assert!(line.contains("fetch token") && line.contains("401") && line.contains("invalid username or password"), "{line}");
+    assert!(
+        line.contains("fetch token") && line.contains("401") && line.contains("invalid username or password"),
+        "{line}"
+    );
 
     // anonymous: the token server grants nothing, so the registry refuses
     let out = check(&json!({"source": {"repository": repo}}));
     let line = out.error_line();
-    assert!(line.contains("401") && line.contains("insufficient_scope"), "{line}");
+    assert!(
+        line.contains("401") && line.contains("insufficient_scope"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -207,7 +256,10 @@ fn tls_with_and_without_ca_certs() {
 
     let out = check(&json!({"source": {"repository": reg.repo("app")}}));
     let line = out.error_line();
-    assert!(line.contains(&format!("https://{}", reg.host)) && line.contains("certificate"), "{line}");
+    assert!(
+        line.contains(&format!("https://{}", reg.host)) && line.contains("certificate"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -215,22 +267,32 @@ fn missing_digest_header_falls_back_to_get() {
     let body = br#"{"fake":"manifest"}"#;
     let server = FakeServer::start(move |req, _| match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/v2/") => Reply::status(200),
-        ("HEAD", "/v2/app/manifests/latest") => Reply::status(200).with_header("Content-Type", DOCKER_MANIFEST),
-        ("GET", "/v2/app/manifests/latest") => Reply::status(200).with_header("Content-Type", DOCKER_MANIFEST).with_body(body),
+        ("HEAD", "/v2/app/manifests/latest") => {
+            Reply::status(200).with_header("Content-Type", DOCKER_MANIFEST)
+        }
+        ("GET", "/v2/app/manifests/latest") => Reply::status(200)
+            .with_header("Content-Type", DOCKER_MANIFEST)
+            .with_body(body),
         _ => Reply::status(404),
     });
     let out = check(&json!({"source": {"repository": format!("{}/app", server.host)}}));
     assert_eq!(versions(&out), vec![v("latest", &image::sha256(body))]);
     assert_eq!(server.count("HEAD", "/v2/app/manifests/latest"), 1);
     assert_eq!(server.count("GET", "/v2/app/manifests/latest"), 1);
-    let head = server.requests().into_iter().find(|r| r.method == "HEAD").unwrap();
+    let head = server
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "HEAD")
+        .unwrap();
     let accept = head.header("accept").unwrap();
     for t in [DOCKER_MANIFEST, OCI_MANIFEST, DOCKER_LIST, OCI_INDEX] {
         assert!(accept.contains(t), "Accept lacks {t}: {accept}");
     }
 }
 
-fn manifest_server(failures: impl Fn(usize) -> Option<Reply> + Send + Sync + 'static) -> (FakeServer, String) {
+fn manifest_server(
+    failures: impl Fn(usize) -> Option<Reply> + Send + Sync + 'static,
+) -> (FakeServer, String) {
     let digest = image::sha256(b"some manifest");
     let d = digest.clone();
     let server = FakeServer::start(move |req, nth| match (req.method.as_str(), req.path.as_str()) {
@@ -256,8 +318,15 @@ fn rate_limit_then_success_honours_retry_after() {
     let out = check(&json!({"source": {"repository": format!("{}/app", server.host)}}));
     assert_eq!(versions(&out), vec![v("latest", &digest)]);
     assert_eq!(server.count("HEAD", "/v2/app/manifests/latest"), 3);
-    assert!(started.elapsed() >= Duration::from_secs(2), "Retry-After: 1 was honoured twice");
-    assert!(out.stderr.contains("429") && out.stderr.contains("retrying"), "{}", out.stderr);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "Retry-After: 1 was honoured twice"
+    );
+    assert!(
+        out.stderr.contains("429") && out.stderr.contains("retrying"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -275,11 +344,17 @@ fn unavailable_until_the_retry_budget_is_spent() {
     let out = check(&json!({"source": {"repository": format!("{}/app", server.host)}}));
     let line = out.error_line();
     let elapsed = started.elapsed();
-    assert!(line.contains("gave up after") && line.contains("503") && line.contains("/v2/app/manifests/latest"), "{line}");
+    assert!(
+        line.contains("gave up after") && line.contains("503") && line.contains("/v2/app/manifests/latest"),
+        "{line}"
+    );
     let attempts = server.count("HEAD", "/v2/app/manifests/latest");
     assert!(attempts >= 5, "retried {attempts} times");
     // the default budget is 20 s of waiting; it must end, and not much later
-    assert!(elapsed >= Duration::from_secs(10) && elapsed < Duration::from_secs(40), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_secs(10) && elapsed < Duration::from_secs(40),
+        "{elapsed:?}"
+    );
 }
 
 #[test]
@@ -287,7 +362,10 @@ fn retry_after_beyond_the_budget_fails_at_once() {
     let (server, _) = manifest_server(|_| Some(Reply::status(429).with_header("Retry-After", "3600")));
     let out = check(&json!({"source": {"repository": format!("{}/app", server.host)}}));
     let line = out.error_line();
-    assert!(line.contains("3600s") && line.contains("Retry-After") && line.contains("429"), "{line}");
+    assert!(
+        line.contains("3600s") && line.contains("Retry-After") && line.contains("429"),
+        "{line}"
+    );
     assert_eq!(server.count("HEAD", "/v2/app/manifests/latest"), 1);
 }
 
@@ -335,7 +413,10 @@ fn debug_logs_never_show_secrets() {
             }
         }
         if auth == Auth::Token {
-            assert!(!reg.issued_tokens().is_empty(), "the token test saw tokens issued");
+            assert!(
+                !reg.issued_tokens().is_empty(),
+                "the token test saw tokens issued"
+            );
         }
     }
 }

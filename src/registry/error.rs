@@ -270,8 +270,16 @@ impl Retryable for Error {
 
     fn gave_up(self, attempts: u32, elapsed: Duration, wanted: Option<Duration>) -> Self {
         match wanted {
-            Some(wanted) => Self::RetryAfterTooLong { attempts, wanted, source: Box::new(self) },
-            None => Self::GaveUp { attempts, elapsed, source: Box::new(self) },
+            Some(wanted) => Self::RetryAfterTooLong {
+                attempts,
+                wanted,
+                source: Box::new(self),
+            },
+            None => Self::GaveUp {
+                attempts,
+                elapsed,
+                source: Box::new(self),
+            },
         }
     }
 }
@@ -358,7 +366,10 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
         return Some(Duration::from_secs(secs));
     }
     let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 #[cfg(test)]
@@ -405,7 +416,10 @@ mod tests {
             e.to_string(),
             "GET http://r/v2/p/manifests/x: 404 Not Found (MANIFEST_UNKNOWN: manifest unknown)"
         );
-        assert_eq!(parse_envelope(b"\n  <html>oops</html>\nmore").1, "<html>oops</html>");
+        assert_eq!(
+            parse_envelope(b"\n  <html>oops</html>\nmore").1,
+            "<html>oops</html>"
+        );
     }
 
     #[test]
@@ -416,6 +430,9 @@ mod tests {
         let later = std::time::SystemTime::now() + Duration::from_secs(120);
         h.insert("retry-after", httpdate::fmt_http_date(later).parse().unwrap());
         let d = retry_after(&h).unwrap();
-        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
     }
 }

@@ -17,8 +17,8 @@ use reqwest::header::{HeaderValue, ACCEPT, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
 use tokio::sync::{Mutex, OnceCell};
 
-pub use self::error::Error;
 use self::error::status_error;
+pub use self::error::Error;
 use self::token::{Challenge, Token};
 use crate::auth::{Credentials, Scope};
 use crate::digest::Digest;
@@ -48,7 +48,11 @@ enum Auth {
     /// Basic credentials on every request.
     Basic,
     /// A bearer token from this challenge's realm.
-    Bearer { realm: String, service: Option<String>, token: Token },
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        token: Token,
+    },
 }
 
 /// A client for one repository.
@@ -152,13 +156,19 @@ impl Client {
                 let response = self.attempt(&Method::GET, &path, MANIFEST_ACCEPT).await?;
                 error::read_limited(response, MANIFEST_LIMIT)
                     .await
-                    .ok_or_else(|| Error::ManifestTooLarge { url: url.clone(), limit: MANIFEST_LIMIT })
+                    .ok_or_else(|| Error::ManifestTooLarge {
+                        url: url.clone(),
+                        limit: MANIFEST_LIMIT,
+                    })
             })
             .await?;
         let digest = Digest::sha256(&body);
         if let Target::Digest(wanted) = target {
             if wanted.as_str().starts_with("sha256:") && *wanted != digest {
-                return Err(Error::ManifestDigest { url, found: digest.to_string() });
+                return Err(Error::ManifestDigest {
+                    url,
+                    found: digest.to_string(),
+                });
             }
         }
         Ok((body, digest))
@@ -212,11 +222,20 @@ impl Client {
     /// The auth to use now, renewing an expired bearer token first.
     async fn current_auth(&self) -> Result<Auth, Error> {
         let mut auth = self.auth.lock().await;
-        if let Auth::Bearer { realm, service, token } = &*auth {
+        if let Auth::Bearer {
+            realm,
+            service,
+            token,
+        } = &*auth
+        {
             if !token.is_fresh() {
                 tracing::debug!("token for {} expired; renewing", self.repository);
                 let token = self.fetch_token(realm, service.as_deref()).await?;
-                *auth = Auth::Bearer { realm: realm.clone(), service: service.clone(), token };
+                *auth = Auth::Bearer {
+                    realm: realm.clone(),
+                    service: service.clone(),
+                    token,
+                };
             }
         }
         Ok(auth.clone())
@@ -234,13 +253,20 @@ impl Client {
         let next = match challenge {
             Challenge::Basic => {
                 if self.credentials == Credentials::Anonymous {
-                    return Err(Error::CredentialsRequired { registry: registry.to_owned(), scheme: "Basic" });
+                    return Err(Error::CredentialsRequired {
+                        registry: registry.to_owned(),
+                        scheme: "Basic",
+                    });
                 }
                 Auth::Basic
             }
             Challenge::Bearer { realm, service } => {
                 let token = self.fetch_token(&realm, service.as_deref()).await?;
-                Auth::Bearer { realm, service, token }
+                Auth::Bearer {
+                    realm,
+                    service,
+                    token,
+                }
             }
         };
         *self.auth.lock().await = next;
@@ -294,13 +320,24 @@ impl Client {
                 tracing::debug!("{registry} speaks plain HTTP");
                 Ok(http)
             }
-            _ => Err(Error::Transport { method: Method::GET, url: ping, source: tls_error }),
+            _ => Err(Error::Transport {
+                method: Method::GET,
+                url: ping,
+                source: tls_error,
+            }),
         }
     }
 }
 
 fn header_digest(response: &Response) -> Option<Digest> {
-    response.headers().get("docker-content-digest")?.to_str().ok()?.trim().parse().ok()
+    response
+        .headers()
+        .get("docker-content-digest")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// A HEAD failure that a GET might not share: the registry may simply not support HEAD.

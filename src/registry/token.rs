@@ -3,7 +3,7 @@
 //! Follows the distribution token spec (docs/spec/auth/token.md): a 401 carries
 //! `Bearer realm=…,service=…`; the client asks the realm for a token scoped to
 //! `repository:<name>:<actions>`, presenting Basic credentials when it has them, and reads
-//! `token` (or the OAuth2 name `access_token`) and `expires_in` from the JSON answer.
+//! `token` (or the `OAuth2` name `access_token`) and `expires_in` from the JSON answer.
 //! A `Basic` challenge means the credentials go on every request as they are.
 
 use std::time::{Duration, Instant};
@@ -42,7 +42,10 @@ impl Challenge {
             if c.scheme.eq_ignore_ascii_case("basic") {
                 Some(Self::Basic)
             } else if c.scheme.eq_ignore_ascii_case("bearer") {
-                Some(Self::Bearer { realm: param("realm")?, service: param("service") })
+                Some(Self::Bearer {
+                    realm: param("realm")?,
+                    service: param("service"),
+                })
             } else {
                 None
             }
@@ -54,7 +57,12 @@ impl Challenge {
 pub(crate) fn challenge_error(header: &str) -> Option<String> {
     let challenges = http_auth::parse_challenges(header).ok()?;
     challenges.iter().find_map(|c| {
-        let param = |name: &str| c.params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.to_unescaped());
+        let param = |name: &str| {
+            c.params
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.to_unescaped())
+        };
         let error = param("error")?;
         Some(match param("error_description") {
             Some(d) => format!("{error}: {d}"),
@@ -121,7 +129,9 @@ pub(crate) async fn fetch_token(
     let status = response.status();
     if !status.is_success() {
         let retry_after = retry_after(response.headers());
-        let body = super::error::read_limited(response, 64 * 1024).await.unwrap_or_default();
+        let body = super::error::read_limited(response, 64 * 1024)
+            .await
+            .unwrap_or_default();
         let (_, message) = parse_envelope(&body);
         return Err(Error::Token {
             registry: registry.to_owned(),
@@ -136,20 +146,28 @@ pub(crate) async fn fetch_token(
         realm: realm.to_owned(),
         source,
     })?;
-    let parsed: TokenResponse = serde_json::from_slice(&body)
-        .map_err(|source| Error::TokenBody { realm: realm.to_owned(), source })?;
+    let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|source| Error::TokenBody {
+        realm: realm.to_owned(),
+        source,
+    })?;
     let value = match parsed.token.or(parsed.access_token) {
         Some(v) if !v.is_empty() => v,
         _ => {
             let source = serde::de::Error::custom("empty or missing token");
-            return Err(Error::TokenBody { realm: realm.to_owned(), source });
+            return Err(Error::TokenBody {
+                realm: realm.to_owned(),
+                source,
+            });
         }
     };
     let lifetime = parsed.expires_in.unwrap_or(DEFAULT_EXPIRES_IN).max(1);
     // Renew a little early so a token never expires between our check and the request.
     let usable = Duration::from_secs(lifetime) * 9 / 10;
     tracing::debug!("got token from {realm}, valid for {lifetime}s");
-    Ok(Token { value, expires_at: started + usable })
+    Ok(Token {
+        value,
+        expires_at: started + usable,
+    })
 }
 
 /// Docker Hub style `{"details": "..."}` bodies.
@@ -168,18 +186,36 @@ mod tests {
     #[test]
     fn parses_bearer_and_basic_challenges() {
         assert_eq!(
-            Challenge::parse(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#),
+            Challenge::parse(
+                r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#
+            ),
             Some(Challenge::Bearer {
                 realm: "https://auth.docker.io/token".into(),
                 service: Some("registry.docker.io".into()),
             })
         );
-        assert_eq!(Challenge::parse(r#"Basic realm="registry""#), Some(Challenge::Basic));
-        assert_eq!(Challenge::parse(r#"bearer realm="http://x/t""#), Some(Challenge::Bearer { realm: "http://x/t".into(), service: None }));
-        assert_eq!(Challenge::parse(r#"Bearer service="x""#), None, "a bearer challenge needs a realm");
+        assert_eq!(
+            Challenge::parse(r#"Basic realm="registry""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(
+            Challenge::parse(r#"bearer realm="http://x/t""#),
+            Some(Challenge::Bearer {
+                realm: "http://x/t".into(),
+                service: None
+            })
+        );
+        assert_eq!(
+            Challenge::parse(r#"Bearer service="x""#),
+            None,
+            "a bearer challenge needs a realm"
+        );
         assert_eq!(Challenge::parse("Negotiate"), None);
         assert_eq!(
-            challenge_error(r#"Bearer realm="r",service="s",scope="repository:a:pull",error="insufficient_scope""#).as_deref(),
+            challenge_error(
+                r#"Bearer realm="r",service="s",scope="repository:a:pull",error="insufficient_scope""#
+            )
+            .as_deref(),
             Some("insufficient_scope")
         );
     }
@@ -189,6 +225,9 @@ mod tests {
         let r: TokenResponse = serde_json::from_str(r#"{"access_token":"abc","expires_in":300}"#).unwrap();
         assert_eq!(r.access_token.unwrap().expose(), "abc");
         assert_eq!(r.expires_in, Some(300));
-        assert_eq!(token_error_message(br#"{"details":"incorrect username or password"}"#).unwrap(), "incorrect username or password");
+        assert_eq!(
+            token_error_message(br#"{"details":"incorrect username or password"}"#).unwrap(),
+            "incorrect username or password"
+        );
     }
 }

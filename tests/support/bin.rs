@@ -15,14 +15,26 @@ pub struct Output {
 impl Output {
     /// stdout parsed as JSON; panics with both streams when it is not.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 
     /// Asserts failure and returns the last stderr line (the error).
     pub fn error_line(&self) -> String {
-        assert!(!self.success, "expected failure, got success:\n{}\nstderr:\n{}", self.stdout, self.stderr);
-        assert!(self.stdout.is_empty(), "stdout must be empty on failure: {}", self.stdout);
+        assert!(
+            !self.success,
+            "expected failure, got success:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stdout.is_empty(),
+            "stdout must be empty on failure: {}",
+            self.stdout
+        );
         self.stderr.lines().last().unwrap_or_default().to_owned()
     }
 }

@@ -16,7 +16,10 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -84,7 +87,10 @@ impl FakeServer {
 
     /// Requests to a path (method included), e.g. `HEAD /v2/app/manifests/latest`.
     pub fn count(&self, method: &str, path: &str) -> usize {
-        self.requests().iter().filter(|r| r.method == method && r.path == path).count()
+        self.requests()
+            .iter()
+            .filter(|r| r.method == method && r.path == path)
+            .count()
     }
 }
 
@@ -123,10 +129,17 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Request>>) {
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        let request = Request { method, path, headers };
+        let request = Request {
+            method,
+            path,
+            headers,
+        };
         let nth = {
             let mut seen = seen.lock().unwrap();
-            let nth = seen.iter().filter(|r| r.method == request.method && r.path == request.path).count();
+            let nth = seen
+                .iter()
+                .filter(|r| r.method == request.method && r.path == request.path)
+                .count();
             seen.push(request.clone());
             nth
         };
@@ -134,7 +147,9 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Request>>) {
             Reply::Hangup => return,
             Reply::Http(code, headers, body) => {
                 let mut head = format!("HTTP/1.1 {code} Fake\r\n");
-                let has_length = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
+                let has_length = headers
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
                 for (k, v) in &headers {
                     head.push_str(&format!("{k}: {v}\r\n"));
                 }

@@ -60,9 +60,15 @@ impl Image {
             .unwrap(),
         );
         let (config_type, layer_type) = if media_type == DOCKER_MANIFEST {
-            ("application/vnd.docker.container.image.v1+json", "application/vnd.docker.image.rootfs.diff.tar.gzip")
+            (
+                "application/vnd.docker.container.image.v1+json",
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            )
         } else {
-            ("application/vnd.oci.image.config.v1+json", "application/vnd.oci.image.layer.v1.tar+gzip")
+            (
+                "application/vnd.oci.image.config.v1+json",
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+            )
         };
         let manifest = serde_json::to_vec_pretty(&serde_json::json!({
             "schemaVersion": 2,
@@ -73,7 +79,12 @@ impl Image {
             })).collect::<Vec<_>>(),
         }))
         .unwrap();
-        Self { config, layers, manifest, media_type }
+        Self {
+            config,
+            layers,
+            manifest,
+            media_type,
+        }
     }
 
     pub fn digest(&self) -> String {

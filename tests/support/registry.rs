@@ -34,13 +34,20 @@ pub struct Registry {
 
 /// Fails the test with a hint when a tool the suite needs is missing.
 pub fn require(tool: &str) {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
-    assert!(found, "`{tool}` is not installed: run scripts/test, which installs the test dependencies");
+    let found =
+        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
+    assert!(
+        found,
+        "`{tool}` is not installed: run scripts/test, which installs the test dependencies"
+    );
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_for_port(port: u16, child: &mut Child, log: &Path) -> bool {
@@ -54,26 +61,62 @@ fn wait_for_port(port: u16, child: &mut Child, log: &Path) -> bool {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("no answer on port {port}; log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+    panic!(
+        "no answer on port {port}; log:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
     require("openssl");
-    let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A CA and a server certificate for 127.0.0.1/localhost, in `dir`.
 fn make_certs(dir: &Path) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
     let mut ca = vec!["req", "-x509"];
     ca.extend(ec);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=registry-image test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=registry-image test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
     openssl(dir, &ca);
     let mut csr = vec!["req"];
     csr.extend(ec);
-    csr.extend(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]);
+    csr.extend([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
     openssl(dir, &csr);
     std::fs::write(
         dir.join("server.ext"),
@@ -81,13 +124,35 @@ fn make_certs(dir: &Path) {
          extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
     )
     .unwrap();
-    openssl(dir, &["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-        "-days", "2", "-sha256", "-extfile", "server.ext", "-out", "server.crt"]);
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-sha256",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ],
+    );
 }
 
 fn htpasswd_line() -> String {
     require("htpasswd");
-    let out = Command::new("htpasswd").args(["-Bbn", USER, PASSWORD]).output().unwrap();
+    let out = Command::new("htpasswd")
+        .args(["-Bbn", USER, PASSWORD])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap().trim().to_owned() + "\n"
 }
@@ -168,15 +233,29 @@ impl Registry {
                 .unwrap();
             if wait_for_port(port, &mut child, &log_path) {
                 children.push(child);
-                return Self { host: format!("127.0.0.1:{port}"), auth, ca_pem, dir, children, token_realm };
+                return Self {
+                    host: format!("127.0.0.1:{port}"),
+                    auth,
+                    ca_pem,
+                    dir,
+                    children,
+                    token_realm,
+                };
             }
             // port taken between our probe and the registry's bind: try another
         }
-        panic!("docker-registry did not start; log:\n{}", std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default());
+        panic!(
+            "docker-registry did not start; log:\n{}",
+            std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default()
+        );
     }
 
     pub fn scheme(&self) -> &'static str {
-        if self.ca_pem.is_some() { "https" } else { "http" }
+        if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// `host/repo`, as a source's `repository`.
@@ -186,12 +265,19 @@ impl Registry {
 
     /// Every token the token server issued (empty for other registries).
     pub fn issued_tokens(&self) -> Vec<String> {
-        self.token_log().lines().filter_map(|l| l.strip_prefix("token ")).map(str::to_owned).collect()
+        self.token_log()
+            .lines()
+            .filter_map(|l| l.strip_prefix("token "))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// How many token requests the token server answered (granted or not).
     pub fn token_requests(&self) -> usize {
-        self.token_log().lines().filter(|l| l.starts_with("request ")).count()
+        self.token_log()
+            .lines()
+            .filter(|l| l.starts_with("request "))
+            .count()
     }
 
     fn token_log(&self) -> String {
@@ -205,7 +291,10 @@ impl Registry {
 
     /// Pushes `image` as `name:tag` and returns its manifest digest.
     pub fn push(&self, name: &str, tag: &str, image: &Image) -> String {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let pusher = Pusher::new(self, name).await;
             for blob in std::iter::once(&image.config).chain(&image.layers) {
@@ -217,24 +306,46 @@ impl Registry {
     }
 
     /// Pushes the children and then an index over them as `name:tag`; returns the index digest.
-    pub fn push_index(&self, name: &str, tag: &str, children: &[(&Image, &str)], media_type: &'static str) -> String {
+    pub fn push_index(
+        &self,
+        name: &str,
+        tag: &str,
+        children: &[(&Image, &str)],
+        media_type: &'static str,
+    ) -> String {
         for (child, _) in children {
             self.push(name, &child.digest(), child);
         }
         let index = super::image::index(children, media_type);
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async { Pusher::new(self, name).await.manifest(tag, &index, media_type).await });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            Pusher::new(self, name)
+                .await
+                .manifest(tag, &index, media_type)
+                .await
+        });
         super::image::sha256(&index)
     }
 
     /// Deletes the manifest `digest` of `name`.
     pub fn delete(&self, name: &str, digest: &str) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let p = Pusher::new(self, name).await;
             let url = format!("{}/v2/{name}/manifests/{digest}", p.base);
             let r = p.authorize(p.http.delete(&url)).send().await.unwrap();
-            assert_eq!(r.status().as_u16(), 202, "DELETE {url}: {}", r.text().await.unwrap());
+            assert_eq!(
+                r.status().as_u16(),
+                202,
+                "DELETE {url}: {}",
+                r.text().await.unwrap()
+            );
         });
     }
 }
@@ -250,15 +361,39 @@ impl Drop for Registry {
 
 fn start_token_server(dir: &Path) -> (Child, String) {
     let python = python();
-    openssl(dir, &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", "signer.key", "-out", "signer.crt", "-days", "2", "-subj", "/CN=test token signer"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "signer.key",
+            "-out",
+            "signer.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test token signer",
+        ],
+    );
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/token_server.py");
     let port_file = dir.join("token.port");
     let log = std::fs::File::create(dir.join("token-server.log")).unwrap();
     let mut child = Command::new(python)
         .arg(script)
         .arg(&port_file)
-        .args(["signer.key", "signer.crt", "test-issuer", "test-registry", "tokens.log"])
+        .args([
+            "signer.key",
+            "signer.crt",
+            "test-issuer",
+            "test-registry",
+            "tokens.log",
+        ])
         .arg(format!("{USER}:{PASSWORD}"))
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -270,7 +405,10 @@ fn start_token_server(dir: &Path) -> (Child, String) {
     while !port_file.exists() {
         if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
             child.kill().ok();
-            panic!("token server did not start:\n{}", std::fs::read_to_string(dir.join("token-server.log")).unwrap_or_default());
+            panic!(
+                "token server did not start:\n{}",
+                std::fs::read_to_string(dir.join("token-server.log")).unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -298,7 +436,10 @@ impl Pusher {
         if let Some(realm) = &registry.token_realm {
             let r = http
                 .get(realm)
-                .query(&[("service", "test-registry"), ("scope", &format!("repository:{name}:*"))])
+                .query(&[
+                    ("service", "test-registry"),
+                    ("scope", &format!("repository:{name}:*")),
+                ])
                 .basic_auth(USER, Some(PASSWORD))
                 .send()
                 .await
@@ -326,9 +467,18 @@ impl Pusher {
     async fn blob(&self, bytes: &[u8], digest: &str) {
         let url = format!("{}/v2/{}/blobs/uploads/", self.base, self.name);
         let r = self.authorize(self.http.post(&url)).send().await.unwrap();
-        assert_eq!(r.status().as_u16(), 202, "POST {url}: {}", r.text().await.unwrap());
+        assert_eq!(
+            r.status().as_u16(),
+            202,
+            "POST {url}: {}",
+            r.text().await.unwrap()
+        );
         let location = r.headers()["location"].to_str().unwrap().to_owned();
-        let location = if location.starts_with('/') { format!("{}{location}", self.base) } else { location };
+        let location = if location.starts_with('/') {
+            format!("{}{location}", self.base)
+        } else {
+            location
+        };
         let sep = if location.contains('?') { '&' } else { '?' };
         let put = format!("{location}{sep}digest={digest}");
         let r = self
