@@ -58,6 +58,15 @@ fn current_digest_of_tag_without_cursor() {
 }
 
 #[test]
+fn localhost_names_reach_a_plain_http_registry() {
+    let reg = Registry::plain();
+    let digest = reg.push("app", "latest", &Image::with_file("local", DOCKER_MANIFEST));
+    let port = reg.host.rsplit(':').next().unwrap();
+    let out = check(&json!({"source": {"repository": format!("localhost:{port}/app")}}));
+    assert_eq!(versions(&out), vec![v("latest", &digest)]);
+}
+
+#[test]
 fn cursor_cases() {
     let reg = Registry::plain();
     let old = reg.push("app", "stable", &Image::with_file("old", OCI_MANIFEST));
