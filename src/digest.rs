@@ -117,9 +117,112 @@ impl<'de> Deserialize<'de> for Digest {
     }
 }
 
+/// A blob's bytes did not match its descriptor.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// More or fewer bytes than the descriptor's size.
+    #[error("blob {expected} should be {size} bytes, got {found}")]
+    Size {
+        /// The digest the blob was fetched by.
+        expected: Digest,
+        /// The descriptor's size.
+        size: u64,
+        /// Bytes seen.
+        found: u64,
+    },
+    /// The bytes hash to another digest.
+    #[error("blob {expected} is corrupt: its content hashes to {found}")]
+    Digest {
+        /// The digest the blob was fetched by.
+        expected: Digest,
+        /// The digest of the bytes seen.
+        found: Digest,
+    },
+}
+
+/// Hashes and counts the bytes read through it; [`DigestReader::verify`] compares them with
+/// the descriptor once the stream is drained. Reading past the declared size is an error at
+/// once, so a hostile server cannot make us read forever.
+pub struct DigestReader<R> {
+    inner: R,
+    hasher: Sha256,
+    expected: Digest,
+    size: u64,
+    seen: u64,
+}
+
+impl<R: std::io::Read> DigestReader<R> {
+    /// Wraps `inner`, which should produce `size` bytes hashing to `expected` (sha256).
+    pub fn new(inner: R, expected: Digest, size: u64) -> Self {
+        Self { inner, hasher: Sha256::new(), expected, size, seen: 0 }
+    }
+
+    /// Reads whatever is left, then checks size and digest.
+    ///
+    /// # Errors
+    /// I/O errors of the inner reader (as `Err(Ok(io))`), or the mismatch (as `Err(Err(..))`).
+    pub fn verify(mut self) -> Result<(), VerifyOutcome> {
+        std::io::copy(&mut self, &mut std::io::sink()).map_err(VerifyOutcome::Io)?;
+        if self.seen != self.size {
+            return Err(VerifyOutcome::Mismatch(VerifyError::Size {
+                expected: self.expected,
+                size: self.size,
+                found: self.seen,
+            }));
+        }
+        let found = Digest(format!("sha256:{}", hex::encode(self.hasher.finalize())));
+        if found != self.expected {
+            return Err(VerifyOutcome::Mismatch(VerifyError::Digest { expected: self.expected, found }));
+        }
+        Ok(())
+    }
+}
+
+/// Why [`DigestReader::verify`] failed.
+#[derive(Debug)]
+pub enum VerifyOutcome {
+    /// Reading the rest failed.
+    Io(std::io::Error),
+    /// The bytes are not the blob.
+    Mismatch(VerifyError),
+}
+
+impl<R: std::io::Read> std::io::Read for DigestReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.seen += n as u64;
+        if self.seen > self.size {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                VerifyError::Size { expected: self.expected.clone(), size: self.size, found: self.seen },
+            ));
+        }
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digest_reader_verifies_size_and_content() {
+        use std::io::Read;
+        let data = b"hello world";
+        let good = Digest::sha256(data);
+        let mut r = DigestReader::new(&data[..], good.clone(), 11);
+        let mut first = [0u8; 5];
+        r.read_exact(&mut first).unwrap();
+        assert!(r.verify().is_ok(), "verify drains the rest");
+        let r = DigestReader::new(&data[..], Digest::sha256(b"other"), 11);
+        assert!(matches!(r.verify(), Err(VerifyOutcome::Mismatch(VerifyError::Digest { .. }))));
+        let r = DigestReader::new(&data[..], good.clone(), 12);
+        assert!(matches!(r.verify(), Err(VerifyOutcome::Mismatch(VerifyError::Size { found: 11, .. }))));
+        let mut r = DigestReader::new(&data[..], good, 4);
+        assert!(r.read_to_end(&mut Vec::new()).is_err(), "reading past the size fails at once");
+    }
 
     const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 

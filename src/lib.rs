@@ -27,12 +27,14 @@ pub mod auth;
 pub mod check;
 #[doc(hidden)]
 pub mod cli;
+pub mod compression;
 pub mod digest;
 pub mod error;
 pub mod manifest;
 pub mod reference;
 pub mod registry;
 pub mod retry;
+pub mod rootfs;
 pub mod secret;
 pub mod source;
 

@@ -1,0 +1,292 @@
+//! `Rootfs`: applies layer tars to a directory the way a container runtime stacks them.
+//!
+//! Follows the OCI image spec's layer format (image-spec `layer.md`):
+//! - `.wh.<name>` removes `<name>` from lower layers; `.wh..wh..opq` hides a directory's
+//!   lower-layer content. Neither touches what the same layer adds, whatever the entry order,
+//!   so every path a layer writes (and its parents) is remembered until the layer ends.
+//! - Entries replace what is there, except a directory over a directory, which merges. A
+//!   file never writes through a symlink: the old entry is removed and the new one created
+//!   with `O_EXCL | O_NOFOLLOW`.
+//! - Hardlinks may point into lower layers; symlinks are stored verbatim.
+//! - Owners are applied only when running as root; device nodes only when the kernel lets us.
+//!
+//! Layers are hostile input. Paths are resolved by the kernel beneath the rootfs's directory
+//! handle (`path`), and an entry that names `..`, an absolute path, or a path through a
+//! symlink that climbs out is refused with the entry's name before anything is written for it.
+
+mod ops;
+mod path;
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags};
+
+use self::path::{entry_path, open_beneath, Resolved, ResolveError};
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE: &str = ".wh..wh..opq";
+
+/// Unpacking a layer failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The rootfs directory could not be created or opened.
+    #[error("open rootfs {path}")]
+    Open {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The layer is not a readable tar.
+    #[error("read layer tar")]
+    Tar(#[source] io::Error),
+    /// An entry tries to reach outside the rootfs.
+    #[error("refusing entry {entry:?}: {reason}")]
+    Hostile {
+        /// The entry's name as in the tar.
+        entry: String,
+        /// What it tried.
+        reason: String,
+    },
+    /// Writing an entry failed.
+    #[error("unpack entry {entry:?}")]
+    Entry {
+        /// The entry's name as in the tar.
+        entry: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The kernel cannot resolve paths safely.
+    #[error("this kernel lacks openat2 (Linux 5.6 or later), which unpacking needs to stay inside the rootfs")]
+    NoOpenat2,
+}
+
+/// What applying one layer did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LayerStats {
+    /// Tar entries applied (whiteouts included).
+    pub entries: u64,
+    /// Device nodes skipped because we may not create them.
+    pub skipped_devices: u64,
+}
+
+/// A root filesystem being assembled.
+pub struct Rootfs {
+    root: OwnedFd,
+    as_root: bool,
+}
+
+impl Rootfs {
+    /// Creates (if needed) and opens the directory `path`.
+    ///
+    /// # Errors
+    /// When it cannot be created or opened.
+    pub fn create(path: &Path) -> Result<Self, Error> {
+        let open = || -> io::Result<OwnedFd> {
+            std::fs::create_dir_all(path)?;
+            Ok(rustix::fs::open(path, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?)
+        };
+        let root = open().map_err(|source| Error::Open { path: path.to_owned(), source })?;
+        Ok(Self { root, as_root: rustix::process::geteuid().is_root() })
+    }
+
+    /// Applies one uncompressed layer tar on top of what is there.
+    ///
+    /// # Errors
+    /// An unreadable tar, a hostile entry, or a filesystem failure; the error names the entry.
+    pub fn apply_layer(&self, tar: impl Read) -> Result<LayerStats, Error> {
+        let mut layer = Layer { rootfs: self, touched: HashSet::new(), dirs: Vec::new(), stats: LayerStats::default() };
+        let mut archive = tar::Archive::new(tar);
+        for entry in archive.entries().map_err(Error::Tar)? {
+            let entry = entry.map_err(Error::Tar)?;
+            layer.apply(entry)?;
+        }
+        layer.finish()?;
+        Ok(layer.stats)
+    }
+}
+
+/// State of the layer being applied.
+struct Layer<'a> {
+    rootfs: &'a Rootfs,
+    /// Every path this layer wrote, and their parents: whiteouts leave them alone.
+    touched: HashSet<PathBuf>,
+    /// Directories and their mtimes, set again at the end because later entries in them
+    /// change them.
+    dirs: Vec<(PathBuf, i64)>,
+    stats: LayerStats,
+}
+
+impl Layer<'_> {
+    fn apply<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), Error> {
+        let raw = entry.path().map_err(Error::Tar)?.into_owned();
+        let name = raw.display().to_string();
+        let hostile = |reason: &str| Error::Hostile { entry: name.clone(), reason: reason.to_owned() };
+        let rel = entry_path(&raw).map_err(hostile)?;
+        self.stats.entries += 1;
+        let Some(file_name) = rel.file_name().map(OsStr::to_owned) else {
+            return Ok(()); // the root itself: keep the directory we unpack into as it is
+        };
+        let parent = rel.parent().unwrap_or(Path::new("")).to_owned();
+        let file_name_str = file_name.to_string_lossy();
+        if file_name_str == OPAQUE {
+            return self.hide_lower_children(&parent, &name);
+        }
+        if let Some(hidden) = file_name_str.strip_prefix(WHITEOUT_PREFIX) {
+            if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
+                return Err(hostile("it whites out an invalid name"));
+            }
+            return self.remove_lower(&parent.join(hidden), &name);
+        }
+        self.mark_touched(&rel);
+        let header = entry.header().clone();
+        let entry_type = header.entry_type();
+        let link_target = if entry_type.is_hard_link() {
+            let target = entry.link_name().map_err(Error::Tar)?.ok_or_else(|| hostile("hardlink without a target"))?;
+            Some(entry_path(&target).map_err(|r| hostile(&format!("hardlink target: {r}")))?)
+        } else {
+            None
+        };
+        let dir = self.parent_dir(&parent, &name, true)?.expect("created parents exist");
+        let meta = ops::Meta::from_header(&header, self.rootfs.as_root).map_err(|source| Error::Entry { entry: name.clone(), source })?;
+        let fail = |source| Error::Entry { entry: name.clone(), source };
+        match entry_type {
+            t if t.is_dir() => {
+                ops::make_dir(&dir, &file_name, &meta).map_err(fail)?;
+                self.dirs.push((rel, meta.mtime()));
+            }
+            t if t.is_file() || t == tar::EntryType::Continuous || t == tar::EntryType::GNUSparse => {
+                ops::write_file(&dir, &file_name, &meta, &mut entry).map_err(fail)?;
+            }
+            t if t.is_symlink() => {
+                let target = entry.link_name_bytes().ok_or_else(|| hostile("symlink without a target"))?;
+                ops::make_symlink(&dir, &file_name, &target, &meta).map_err(fail)?;
+            }
+            t if t.is_hard_link() => {
+                let target = link_target.expect("set for hardlinks");
+                if target == rel {
+                    return Ok(());
+                }
+                let tparent = target.parent().unwrap_or(Path::new(""));
+                let tname = target.file_name().ok_or_else(|| hostile("hardlink to the root"))?;
+                let tdir = self.parent_dir(tparent, &name, false)?.ok_or_else(|| {
+                    fail(io::Error::new(io::ErrorKind::NotFound, format!("hardlink target {} does not exist", target.display())))
+                })?;
+                ops::make_hardlink(&tdir, tname, &dir, &file_name).map_err(|e| {
+                    fail(io::Error::new(e.kind(), format!("link to {}: {e}", target.display())))
+                })?;
+            }
+            t if t.is_fifo() || t.is_character_special() || t.is_block_special() => {
+                let created = ops::make_node(&dir, &file_name, t, &meta, &header).map_err(fail)?;
+                if !created {
+                    tracing::debug!("skipping device node {name}: not allowed to create it here");
+                    self.stats.skipped_devices += 1;
+                }
+            }
+            other => tracing::debug!("skipping entry {name} of unsupported type {other:?}"),
+        }
+        Ok(())
+    }
+
+    fn mark_touched(&mut self, rel: &Path) {
+        let mut p = rel.to_path_buf();
+        while !p.as_os_str().is_empty() && self.touched.insert(p.clone()) {
+            p.pop();
+        }
+    }
+
+    /// Opens the directory `rel` (creating missing directories when `create`).
+    fn parent_dir(&self, rel: &Path, entry: &str, create: bool) -> Result<Option<OwnedFd>, Error> {
+        let flags = OFlags::PATH | OFlags::DIRECTORY;
+        match self.resolve(rel, entry, flags)? {
+            Some(fd) => return Ok(Some(fd)),
+            None if !create => return Ok(None),
+            None => {}
+        }
+        // Create what is missing, one component at a time, each resolved from the root.
+        let mut current = self.resolve(Path::new(""), entry, flags)?.expect("the root exists");
+        let mut prefix = PathBuf::new();
+        for component in rel.components() {
+            prefix.push(component);
+            if let Some(fd) = self.resolve(&prefix, entry, flags)? {
+                current = fd;
+                continue;
+            }
+            let name = component.as_os_str();
+            ops::make_dir(&current, name, &ops::Meta::implicit_dir()).map_err(|source| Error::Entry {
+                entry: entry.to_owned(),
+                source: io::Error::new(source.kind(), format!("create parent {}: {source}", prefix.display())),
+            })?;
+            current = self.resolve(&prefix, entry, flags)?.ok_or_else(|| Error::Entry {
+                entry: entry.to_owned(),
+                source: io::Error::new(io::ErrorKind::NotFound, format!("parent {} vanished", prefix.display())),
+            })?;
+        }
+        Ok(Some(current))
+    }
+
+    fn resolve(&self, rel: &Path, entry: &str, flags: OFlags) -> Result<Option<OwnedFd>, Error> {
+        match open_beneath(&self.rootfs.root, rel, flags) {
+            Ok(Resolved::Fd(fd)) => Ok(Some(fd)),
+            Ok(Resolved::Missing) => Ok(None),
+            Err(ResolveError::Escape { symlink }) => Err(Error::Hostile {
+                entry: entry.to_owned(),
+                reason: format!("its path goes through symlink {:?}, which points outside the rootfs", symlink.display().to_string()),
+            }),
+            Err(ResolveError::NoOpenat2) => Err(Error::NoOpenat2),
+            Err(ResolveError::Io(e)) if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) => Ok(None),
+            Err(ResolveError::Io(source)) => Err(Error::Entry { entry: entry.to_owned(), source }),
+        }
+    }
+
+    /// `.wh.<name>`: removes `rel` as lower layers left it.
+    fn remove_lower(&self, rel: &Path, entry: &str) -> Result<(), Error> {
+        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+            return Ok(());
+        };
+        let Some(dir) = self.parent_dir(parent, entry, false)? else {
+            return Ok(());
+        };
+        if !self.touched.contains(rel) {
+            return ops::remove_all(&dir, name).map_err(|source| Error::Entry { entry: entry.to_owned(), source });
+        }
+        // This layer wrote something here: keep it, but hide what lies below it.
+        match path::kind_at(&dir, name) {
+            Ok(Some(rustix::fs::FileType::Directory)) => self.hide_lower_children(rel, entry),
+            Ok(_) => Ok(()),
+            Err(source) => Err(Error::Entry { entry: entry.to_owned(), source }),
+        }
+    }
+
+    /// `.wh..wh..opq`: hides every lower-layer child of `rel`.
+    fn hide_lower_children(&self, rel: &Path, entry: &str) -> Result<(), Error> {
+        let fail = |source| Error::Entry { entry: entry.to_owned(), source };
+        let Some(dir) = self.resolve(rel, entry, OFlags::RDONLY | OFlags::DIRECTORY)? else {
+            return Ok(());
+        };
+        for child in ops::list_dir(&dir).map_err(fail)? {
+            self.remove_lower(&rel.join(&child), entry)?;
+        }
+        Ok(())
+    }
+
+    /// Sets directory mtimes again, now that nothing more is written into them.
+    fn finish(&self) -> Result<(), Error> {
+        for (rel, mtime) in self.dirs.iter().rev() {
+            let entry = rel.display().to_string();
+            // A later entry may have replaced the directory with something else: then there
+            // is no directory mtime left to restore.
+            if let Ok(Some(fd)) = self.resolve(rel, &entry, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW) {
+                ops::set_times(&fd, *mtime).map_err(|source| Error::Entry { entry, source })?;
+            }
+        }
+        Ok(())
+    }
+}
