@@ -63,6 +63,72 @@ pub enum Error {
         #[source]
         source: crate::registry::Error,
     },
+    /// `params.format` is not one we write.
+    #[error("unknown format {format:?}: params.format must be \"rootfs\" or \"oci\"")]
+    UnknownFormat {
+        /// The format asked for.
+        format: String,
+    },
+    /// A file in the destination could not be written.
+    #[error("write {path}")]
+    Write {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The rootfs directory could not be prepared.
+    #[error(transparent)]
+    Rootfs(Box<crate::rootfs::Error>),
+    /// A manifest or config could not be fetched.
+    #[error("fetch {image}")]
+    Fetch {
+        /// `registry/repository@digest`.
+        image: String,
+        /// The registry failure.
+        #[source]
+        source: crate::registry::Error,
+    },
+    /// A manifest that is not usable.
+    #[error("manifest of {image}")]
+    Manifest {
+        /// `registry/repository@digest`.
+        image: String,
+        /// What is wrong with it.
+        #[source]
+        source: crate::manifest::ManifestError,
+    },
+    /// An index whose chosen child is itself an index.
+    #[error("{image} is an index inside an index, which is not supported")]
+    NestedIndex {
+        /// `registry/repository@digest` of the inner index.
+        image: String,
+    },
+    /// An image config that is not JSON of the expected shape.
+    #[error("image config {digest} is not valid")]
+    Config {
+        /// The config's digest.
+        digest: crate::digest::Digest,
+        /// The parse failure.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A layer could not be fetched, verified or unpacked.
+    #[error("layer {index}/{count} {digest} of {image}")]
+    Layer {
+        /// `registry/repository@digest` of the image.
+        image: String,
+        /// 1-based position.
+        index: usize,
+        /// Number of layers.
+        count: usize,
+        /// The layer's digest.
+        digest: crate::digest::Digest,
+        /// What went wrong.
+        #[source]
+        source: Box<LayerError>,
+    },
     /// A registry client could not be set up.
     #[error(transparent)]
     Registry(#[from] crate::registry::Error),
@@ -72,6 +138,24 @@ pub enum Error {
     /// The async runtime could not start.
     #[error("start async runtime")]
     Runtime(#[source] std::io::Error),
+}
+
+/// Why a layer did not arrive whole.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LayerError {
+    /// The download failed (after retries).
+    #[error("download")]
+    Download(#[source] crate::registry::Error),
+    /// The bytes are not the blob the manifest names.
+    #[error(transparent)]
+    Verify(crate::digest::VerifyError),
+    /// The stream could not be read or inflated.
+    #[error("read layer")]
+    Read(#[source] std::io::Error),
+    /// An entry could not be unpacked, or was refused.
+    #[error(transparent)]
+    Unpack(Box<crate::rootfs::Error>),
 }
 
 /// `Result` with this crate's [`Error`].

@@ -30,13 +30,17 @@ pub mod cli;
 pub mod compression;
 pub mod digest;
 pub mod error;
+pub mod get;
 pub mod manifest;
+pub mod metadata;
+pub mod progress;
 pub mod reference;
 pub mod registry;
 pub mod retry;
 pub mod rootfs;
 pub mod secret;
 pub mod source;
+pub mod tarball;
 
 pub use error::{Error, Result};
 pub use oci_client;

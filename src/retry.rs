@@ -54,9 +54,6 @@ impl Backoff {
 
     /// Runs `op` until it succeeds, fails with a permanent error, or the budget is spent.
     ///
-    /// A `Retry-After` longer than the remaining budget ends the attempts at once, because
-    /// sleeping past the budget would only delay the same failure.
-    ///
     /// # Errors
     /// The permanent error, or the last transient one wrapped by [`Retryable::gave_up`].
     pub async fn retry<T, E, F, Fut>(&self, mut op: F) -> Result<T, E>
@@ -65,28 +62,59 @@ impl Backoff {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let start = Instant::now();
-        let mut attempts = 0;
+        let mut attempts = self.attempts();
         loop {
-            attempts += 1;
-            let err = match op().await {
+            match op().await {
                 Ok(v) => return Ok(v),
-                Err(e) if !e.is_transient() => return Err(e),
-                Err(e) => e,
-            };
-            let elapsed = start.elapsed();
-            let asked = err.retry_after();
-            let wait = asked.unwrap_or_else(|| self.delay(attempts - 1));
-            if elapsed + wait > self.max_elapsed {
-                return Err(err.gave_up(
-                    attempts,
-                    elapsed,
-                    asked.filter(|a| elapsed + *a > self.max_elapsed),
-                ));
+                Err(e) => attempts.wait_after(e).await?,
             }
-            tracing::warn!("{err}; retrying in {wait:.1?} (attempt {})", attempts + 1);
-            tokio::time::sleep(wait).await;
         }
+    }
+
+    /// The bookkeeping of one retried operation, for loops that `retry` does not fit (a
+    /// download that resumes where it stopped).
+    #[must_use]
+    pub fn attempts(&self) -> Attempts {
+        Attempts { policy: *self, start: Instant::now(), made: 0 }
+    }
+}
+
+/// Attempts made so far at one operation, and the clock of its budget.
+#[derive(Debug)]
+pub struct Attempts {
+    policy: Backoff,
+    start: Instant,
+    made: u32,
+}
+
+impl Attempts {
+    /// After a failed attempt: sleeps before the next one, or returns the error to give up
+    /// with. A `Retry-After` longer than the remaining budget ends the attempts at once,
+    /// because sleeping past the budget would only delay the same failure.
+    ///
+    /// # Errors
+    /// The permanent error, or the transient one wrapped by [`Retryable::gave_up`].
+    pub async fn wait_after<E: Retryable + std::fmt::Display>(&mut self, err: E) -> Result<(), E> {
+        self.made += 1;
+        if !err.is_transient() {
+            return Err(err);
+        }
+        let elapsed = self.start.elapsed();
+        let asked = err.retry_after();
+        let wait = asked.unwrap_or_else(|| self.policy.delay(self.made - 1));
+        if elapsed + wait > self.policy.max_elapsed {
+            let too_long = asked.filter(|a| elapsed + *a > self.policy.max_elapsed);
+            return Err(err.gave_up(self.made, elapsed, too_long));
+        }
+        tracing::warn!("{err}; retrying in {wait:.1?} (attempt {})", self.made + 1);
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+
+    /// Starts the budget afresh: the operation made progress since the last failure.
+    pub fn reset(&mut self) {
+        self.start = Instant::now();
+        self.made = 0;
     }
 }
 

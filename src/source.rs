@@ -56,6 +56,25 @@ pub struct Source {
     /// Allow plain HTTP to this registry.
     #[serde(default)]
     pub insecure: bool,
+    /// Which image of a multi-platform index `in` fetches.
+    #[serde(default)]
+    pub platform: Option<PlatformParam>,
+}
+
+/// `platform` in `source` or `params`: every part optional; `architecture` may carry a
+/// variant (`arm64/v8`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformParam {
+    /// e.g. `linux`.
+    #[serde(default)]
+    pub os: Option<String>,
+    /// e.g. `arm64` or `arm64/v8`.
+    #[serde(default)]
+    pub architecture: Option<String>,
+    /// e.g. `v7`.
+    #[serde(default)]
+    pub variant: Option<String>,
 }
 
 /// `source.registry_mirror`.
@@ -150,6 +169,19 @@ pub struct InParams {
     /// Write only the version files; fetch no layers.
     #[serde(default)]
     pub skip_download: bool,
+    /// Overrides `source.platform` (replaces it whole).
+    #[serde(default)]
+    pub platform: Option<PlatformParam>,
+}
+
+impl InRequest {
+    /// The platform to fetch: `params.platform`, else `source.platform`, with missing parts
+    /// taken from the platform this binary runs on.
+    #[must_use]
+    pub fn platform(&self) -> crate::manifest::Platform {
+        let p = self.params.platform.as_ref().or(self.source.platform.as_ref()).cloned().unwrap_or_default();
+        crate::manifest::Platform::from_parts(p.os.as_deref(), p.architecture.as_deref(), p.variant.as_deref())
+    }
 }
 
 /// stdin of `out`.

@@ -102,6 +102,22 @@ pub enum Error {
         /// Digest of the bytes received.
         found: String,
     },
+    /// A config blob whose bytes do not hash to its digest.
+    #[error("blob {url} hashes to {found}, not the requested digest")]
+    BlobDigest {
+        /// Request URL.
+        url: String,
+        /// Digest of the bytes received.
+        found: String,
+    },
+    /// A config blob larger than any real one.
+    #[error("blob {url} is larger than {limit} bytes")]
+    BlobTooLarge {
+        /// Request URL.
+        url: String,
+        /// The limit.
+        limit: usize,
+    },
     /// A manifest larger than any real one; refusing it keeps memory bounded.
     #[error("manifest {url} is larger than {limit} bytes")]
     ManifestTooLarge {

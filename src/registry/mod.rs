@@ -10,6 +10,7 @@
 //! statuses and `Retry-After` on failed requests, token-server errors (it swallows them
 //! and retries anonymously), and HEAD 404s (it falls back to a GET).
 
+mod blob;
 mod error;
 mod token;
 
@@ -18,6 +19,7 @@ use reqwest::{Method, Response, StatusCode};
 use tokio::sync::{Mutex, OnceCell};
 
 use self::error::status_error;
+pub use self::blob::ChannelReader;
 pub use self::error::Error;
 use self::token::{Challenge, Token};
 use crate::auth::{Credentials, Scope};
@@ -153,7 +155,7 @@ impl Client {
         let body = self
             .backoff
             .retry(|| async {
-                let response = self.attempt(&Method::GET, &path, MANIFEST_ACCEPT).await?;
+                let response = self.attempt(&Method::GET, &path, MANIFEST_ACCEPT, None).await?;
                 error::read_limited(response, MANIFEST_LIMIT)
                     .await
                     .ok_or_else(|| Error::ManifestTooLarge {
@@ -176,17 +178,18 @@ impl Client {
 
     /// Sends a request with retries; a non-success status is an error.
     async fn request(&self, method: Method, path: &str, accept: &str) -> Result<Response, Error> {
-        self.backoff.retry(|| self.attempt(&method, path, accept)).await
+        self.backoff.retry(|| self.attempt(&method, path, accept, None)).await
     }
 
-    /// One attempt: send, answer one 401 challenge, send again.
-    async fn attempt(&self, method: &Method, path: &str, accept: &str) -> Result<Response, Error> {
+    /// One attempt: send, answer one 401 challenge, send again. `range_from` asks for the
+    /// bytes from that offset on.
+    async fn attempt(&self, method: &Method, path: &str, accept: &str, range_from: Option<u64>) -> Result<Response, Error> {
         let url = self.url(path).await?;
         let mut answered_challenge = false;
         loop {
             let auth = self.current_auth().await?;
             tracing::debug!("{method} {url}");
-            let response = self.send(method, &url, accept, &auth).await?;
+            let response = self.send(method, &url, accept, range_from, &auth).await?;
             let status = response.status();
             tracing::debug!("{method} {url} -> {status}");
             if status.is_success() {
@@ -203,8 +206,11 @@ impl Client {
         }
     }
 
-    async fn send(&self, method: &Method, url: &str, accept: &str, auth: &Auth) -> Result<Response, Error> {
+    async fn send(&self, method: &Method, url: &str, accept: &str, range_from: Option<u64>, auth: &Auth) -> Result<Response, Error> {
         let mut request = self.http.request(method.clone(), url).header(ACCEPT, accept);
+        if let Some(from) = range_from {
+            request = request.header(reqwest::header::RANGE, format!("bytes={from}-"));
+        }
         match (auth, &self.credentials) {
             (Auth::Basic, Credentials::Basic { username, password }) => {
                 request = request.basic_auth(username, Some(password.expose()));

@@ -1,0 +1,25 @@
+//! `in`: fetches the version's image into the directory given as argv[1].
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use registry_image::{cli, get, source::InRequest, Backoff};
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let dest = std::env::args_os().nth(1).context("destination path not specified (usage: in <destination>)")?;
+    let request: InRequest = cli::read_request("in", std::io::stdin().lock())?;
+    cli::init_logging(request.source.debug);
+    let response = cli::runtime()?.block_on(get::run(request, dest.as_ref(), Backoff::default()))?;
+    cli::write_response(&response)?;
+    Ok(())
+}

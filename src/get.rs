@@ -1,0 +1,227 @@
+//! `in`: fetch the version's image into the destination directory.
+//!
+//! manifest by digest (verified) → the platform's child if it is an index → config →
+//! layers, each streamed from the registry through digest verification and decompression
+//! into the rootfs (`format: rootfs`) or into `image.tar` (`format: oci`) → the files
+//! Concourse reads (`digest`, `tag`, `repository`, `metadata.json`).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::auth::{Credentials, Scope};
+use crate::check::options;
+use crate::compression::decompress;
+use crate::digest::{Digest, DigestReader, VerifyOutcome};
+use crate::error::{Error, LayerError, Result};
+use crate::manifest::{Descriptor, Document, ImageConfig, Manifest, Platform};
+use crate::metadata::{write_file, write_run_metadata, RunMetadata};
+use crate::progress::{human, Bar};
+use crate::reference::{describe, Target};
+use crate::registry::{ChannelReader, Client};
+use crate::retry::Backoff;
+use crate::rootfs::{LayerStats, Rootfs};
+use crate::source::{InRequest, MetadataField, StepResponse};
+use crate::tarball::{ImageEntry, TarballWriter};
+
+/// How `in` delivers the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Unpacked into `rootfs/`.
+    Rootfs,
+    /// `image.tar`.
+    Oci,
+}
+
+/// Runs `in` for `request` into `dest`.
+///
+/// # Errors
+/// An invalid request, a registry failure, a layer that does not verify or unpack.
+pub async fn run(request: InRequest, dest: &Path, backoff: Backoff) -> Result<StepResponse> {
+    let source = &request.source;
+    source.validate()?;
+    let repository = source.repository()?;
+    let format = match request.params.format.as_deref() {
+        None | Some("rootfs") => Format::Rootfs,
+        Some("oci") => Format::Oci,
+        Some(other) => return Err(Error::UnknownFormat { format: other.to_owned() }),
+    };
+    let platform = request.platform();
+    let version = request.version.clone();
+    let tag = match &version.tag {
+        Some(t) if !t.is_empty() => t.clone(),
+        _ => source.tag()?.to_string(),
+    };
+    std::fs::create_dir_all(dest).map_err(|source| Error::Write { path: dest.to_owned(), source })?;
+    let write = |name: &str, content: &[u8]| {
+        write_file(dest, name, content).map_err(|source| Error::Write { path: dest.join(name), source })
+    };
+    write("digest", version.digest.as_str().as_bytes())?;
+    write("tag", tag.as_bytes())?;
+    write("repository", source.repository.as_bytes())?;
+    let response = StepResponse {
+        version: version.clone(),
+        metadata: vec![
+            MetadataField { name: "repository".into(), value: source.repository.clone() },
+            MetadataField { name: "tag".into(), value: tag.clone() },
+        ],
+    };
+    if request.params.skip_download {
+        return Ok(response);
+    }
+
+    let client = Arc::new(Client::new(repository.clone(), Credentials::resolve(source), Scope::Pull, &options(source, backoff))?);
+    let image = Image::resolve(&client, &version.digest, &platform).await?;
+    let draw = !source.debug;
+    match format {
+        Format::Rootfs => {
+            let rootfs = Arc::new(Rootfs::create(&dest.join("rootfs")).map_err(|e| Error::Rootfs(Box::new(e)))?);
+            let count = image.manifest.layers.len();
+            for (i, layer) in image.manifest.layers.iter().enumerate() {
+                let label = format!("layer {}/{count} {}", i + 1, short(&layer.digest));
+                let bar = Arc::new(Bar::new(label, layer.size, draw));
+                let stats = apply_layer(&client, rootfs.clone(), layer, bar.clone()).await.map_err(|source| Error::Layer {
+                    image: describe(&repository, &Target::Digest(image.digest.clone())),
+                    index: i + 1,
+                    count,
+                    digest: layer.digest.clone(),
+                    source: Box::new(source),
+                })?;
+                bar.finish(&format!("{} entries", stats.entries));
+            }
+            write_run_metadata(dest, &RunMetadata::from_config(&image.config))
+                .map_err(|source| Error::Write { path: dest.join("metadata.json"), source })?;
+        }
+        Format::Oci => {
+            let path = dest.join("image.tar");
+            let repo_tag = format!("{}:{tag}", source.repository);
+            let written = write_tarball(&client, &image, &path, &repo_tag, &tag, draw).await;
+            if written.is_err() {
+                let _ = std::fs::remove_file(&path);
+            }
+            written?;
+        }
+    }
+    Ok(response)
+}
+
+fn short(digest: &Digest) -> String {
+    digest.as_str().chars().take(19).collect()
+}
+
+/// The single-platform image a version names.
+struct Image {
+    digest: Digest,
+    manifest_bytes: Vec<u8>,
+    descriptor: Descriptor,
+    manifest: Manifest,
+    config_bytes: Vec<u8>,
+    config: ImageConfig,
+}
+
+impl Image {
+    async fn resolve(client: &Client, digest: &Digest, platform: &Platform) -> Result<Self> {
+        let context = |source| Error::Fetch { image: describe(client.repository(), &Target::Digest(digest.clone())), source };
+        let (bytes, _) = client.fetch_manifest(&Target::Digest(digest.clone())).await.map_err(context)?;
+        let manifest_error = |source| Error::Manifest { image: describe(client.repository(), &Target::Digest(digest.clone())), source };
+        let (bytes, digest, media_type, manifest) = match Document::parse(&bytes).map_err(manifest_error)? {
+            Document::Manifest(m) => {
+                let media_type = m.media_type.clone().unwrap_or_else(|| crate::manifest::OCI_MANIFEST.to_owned());
+                (bytes, digest.clone(), media_type, m)
+            }
+            Document::Index(index) => {
+                let child = index.select(platform).map_err(manifest_error)?.clone();
+                tracing::info!("{platform} image of the index: {}", child.digest);
+                let target = Target::Digest(child.digest.clone());
+                let child_context = |source| Error::Fetch { image: describe(client.repository(), &target), source };
+                let (bytes, _) = client.fetch_manifest(&target).await.map_err(child_context)?;
+                let child_error = |source| Error::Manifest { image: describe(client.repository(), &target), source };
+                match Document::parse(&bytes).map_err(child_error)? {
+                    Document::Manifest(m) => (bytes, child.digest.clone(), child.media_type.clone(), m),
+                    Document::Index(_) => return Err(Error::NestedIndex { image: describe(client.repository(), &target) }),
+                }
+            }
+        };
+        let config_target = Target::Digest(manifest.config.digest.clone());
+        let config_bytes = client.fetch_blob(&manifest.config.digest).await.map_err(|source| Error::Fetch {
+            image: describe(client.repository(), &config_target),
+            source,
+        })?;
+        let config = serde_json::from_slice(&config_bytes).map_err(|source| Error::Config { digest: manifest.config.digest.clone(), source })?;
+        let descriptor = Descriptor { media_type, digest: digest.clone(), size: bytes.len() as u64, platform: None };
+        Ok(Self { digest, manifest_bytes: bytes, descriptor, manifest, config_bytes, config })
+    }
+}
+
+/// Streams one layer into the rootfs: download on the runtime, verify + inflate + unpack on
+/// a blocking thread, joined by a bounded channel.
+async fn apply_layer(client: &Arc<Client>, rootfs: Arc<Rootfs>, layer: &Descriptor, bar: Arc<Bar>) -> Result<LayerStats, LayerError> {
+    let (tx, reader) = ChannelReader::channel();
+    let (digest, size) = (layer.digest.clone(), layer.size);
+    let unpack = tokio::task::spawn_blocking(move || -> Result<LayerStats, LayerError> {
+        let mut verified = DigestReader::new(reader, digest, size);
+        let applied = decompress(&mut verified)
+            .map_err(LayerError::Read)
+            .and_then(|(_, decoder)| rootfs.apply_layer(decoder).map_err(|e| LayerError::Unpack(Box::new(e))));
+        match (applied, verified.verify()) {
+            // A corrupt blob usually breaks the inflater first; name the real cause.
+            (Ok(_) | Err(LayerError::Read(_) | LayerError::Unpack(_)), Err(VerifyOutcome::Mismatch(m))) => Err(LayerError::Verify(m)),
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(VerifyOutcome::Io(e))) => Err(LayerError::Read(e)),
+            (Ok(stats), Ok(())) => Ok(stats),
+        }
+    });
+    let progress = move |done| bar.update(done);
+    let downloaded = client.stream_blob(&layer.digest, tx, &progress).await;
+    let unpacked = unpack.await.map_err(|e| LayerError::Read(std::io::Error::other(e)))?;
+    downloaded.map_err(LayerError::Download)?;
+    unpacked
+}
+
+/// Writes `image.tar`: each blob streams from the registry through verification into the
+/// archive, on a blocking thread that owns the file.
+async fn write_tarball(client: &Arc<Client>, image: &Image, path: &Path, repo_tag: &str, tag: &str, draw: bool) -> Result<()> {
+    let write_error = |source| Error::Write { path: path.to_owned(), source };
+    let file = std::fs::File::create(path).map_err(write_error)?;
+    let mut writer = TarballWriter::new(std::io::BufWriter::with_capacity(1 << 20, file)).map_err(write_error)?;
+    writer.add_blob(&image.digest, image.manifest_bytes.len() as u64, &image.manifest_bytes[..]).map_err(write_error)?;
+    let config = &image.manifest.config;
+    writer.add_blob(&config.digest, image.config_bytes.len() as u64, &image.config_bytes[..]).map_err(write_error)?;
+    let count = image.manifest.layers.len();
+    for (i, layer) in image.manifest.layers.iter().enumerate() {
+        let bar = Arc::new(Bar::new(format!("layer {}/{count} {}", i + 1, short(&layer.digest)), layer.size, draw));
+        let (tx, reader) = ChannelReader::channel();
+        let (digest, size) = (layer.digest.clone(), layer.size);
+        let task = tokio::task::spawn_blocking(move || {
+            let mut verified = DigestReader::new(reader, digest.clone(), size);
+            let added = writer.add_blob(&digest, size, &mut verified);
+            match (added, verified.verify()) {
+                (_, Err(VerifyOutcome::Mismatch(m))) => Err(LayerError::Verify(m)),
+                (Err(e), _) | (Ok(()), Err(VerifyOutcome::Io(e))) => Err(LayerError::Read(e)),
+                (Ok(()), Ok(())) => Ok(writer),
+            }
+        });
+        let progress = { let bar = bar.clone(); move |done| bar.update(done) };
+        let downloaded = client.stream_blob(&layer.digest, tx, &progress).await;
+        let layer_error = |source| Error::Layer {
+            image: describe(client.repository(), &Target::Digest(image.digest.clone())),
+            index: i + 1,
+            count,
+            digest: layer.digest.clone(),
+            source: Box::new(source),
+        };
+        let joined = task.await.map_err(|e| layer_error(LayerError::Read(std::io::Error::other(e))))?;
+        downloaded.map_err(|e| layer_error(LayerError::Download(e)))?;
+        writer = joined.map_err(layer_error)?;
+        bar.finish(&human(layer.size));
+    }
+    let entry = ImageEntry {
+        manifest: &image.descriptor,
+        config: &config.digest,
+        layers: image.manifest.layers.iter().map(|l| &l.digest).collect(),
+        repo_tag,
+        tag,
+    };
+    let mut out = writer.finish(&entry).map_err(write_error)?;
+    std::io::Write::flush(&mut out).map_err(write_error)?;
+    out.into_inner().map_err(|e| write_error(e.into_error()))?.sync_all().map_err(write_error)
+}

@@ -1,0 +1,51 @@
+//! The files `in` writes besides the image: `digest`, `tag`, `repository` and, for a rootfs,
+//! `metadata.json` (what Concourse needs to run a task in the image: env and user).
+
+use std::io;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::manifest::ImageConfig;
+
+/// `metadata.json`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct RunMetadata {
+    /// `KEY=value` pairs.
+    pub env: Option<Vec<String>>,
+    /// `user[:group]`, empty for root.
+    pub user: String,
+    /// Default arguments.
+    pub cmd: Option<Vec<String>>,
+    /// Entrypoint.
+    pub entrypoint: Option<Vec<String>>,
+}
+
+impl RunMetadata {
+    /// From an image config.
+    #[must_use]
+    pub fn from_config(config: &ImageConfig) -> Self {
+        let c = config.config.clone().unwrap_or_default();
+        Self { env: c.env, user: c.user.unwrap_or_default(), cmd: c.cmd, entrypoint: c.entrypoint }
+    }
+}
+
+/// Writes `name` in `dir` with `content`, replacing it atomically (temp file, then rename).
+///
+/// # Errors
+/// When the file cannot be written.
+pub fn write_file(dir: &Path, name: &str, content: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, content)?;
+    std::fs::rename(&tmp, dir.join(name))
+}
+
+/// Writes `metadata.json`.
+///
+/// # Errors
+/// When the file cannot be written.
+pub fn write_run_metadata(dir: &Path, metadata: &RunMetadata) -> io::Result<()> {
+    let mut json = serde_json::to_vec(metadata).map_err(io::Error::other)?;
+    json.push(b'\n');
+    write_file(dir, "metadata.json", &json)
+}

@@ -1,0 +1,143 @@
+//! Blobs: small ones fetched whole and verified, layers streamed into a synchronous reader.
+//!
+//! A layer download runs on the async runtime and hands its chunks through a bounded
+//! channel to a blocking thread that hashes, decompresses and unpacks them, so network and
+//! CPU work overlap while memory stays at a few chunks. A connection that breaks mid-blob is
+//! resumed with a `Range` request from the byte it stopped at (or, when the registry ignores
+//! `Range`, by skipping what was already delivered), so the reader sees one continuous
+//! stream and never a restart in the middle of a tar.
+
+use std::io::{self, Read};
+
+use bytes::Bytes;
+use reqwest::Method;
+use tokio::sync::mpsc;
+
+use super::{error, Client, Error};
+use crate::digest::Digest;
+
+/// Largest config blob we accept whole (real ones are a few KiB).
+const CONFIG_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Chunks in flight between a download and its reader.
+pub const CHANNEL_DEPTH: usize = 64;
+
+/// A blocking `Read` over the chunks a download sends.
+pub struct ChannelReader {
+    rx: mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl ChannelReader {
+    /// A channel pair: give the sender to [`Client::stream_blob`], read from the reader.
+    #[must_use]
+    pub fn channel() -> (mpsc::Sender<Bytes>, Self) {
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        (tx, Self { rx, current: Bytes::new() })
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+enum Ended {
+    Complete,
+    ReaderGone,
+}
+
+impl Client {
+    /// A small blob (an image config), whole and verified.
+    ///
+    /// # Errors
+    /// Registry failures, a blob over 16 MiB, or content that does not match `digest`.
+    pub async fn fetch_blob(&self, digest: &Digest) -> Result<Vec<u8>, Error> {
+        let path = format!("blobs/{digest}");
+        let url = self.url(&path).await?;
+        let body = self
+            .backoff
+            .retry(|| async {
+                let response = self.attempt(&Method::GET, &path, "*/*", None).await?;
+                error::read_limited(response, CONFIG_LIMIT)
+                    .await
+                    .ok_or_else(|| Error::BlobTooLarge { url: url.clone(), limit: CONFIG_LIMIT })
+            })
+            .await?;
+        let found = Digest::sha256(&body);
+        if &found != digest {
+            return Err(Error::BlobDigest { url, found: found.to_string() });
+        }
+        Ok(body)
+    }
+
+    /// Streams the blob `digest` into `sink`, resuming after transient failures, and calls
+    /// `progress` with the bytes delivered so far. Stops quietly when the reader hangs up
+    /// (it has failed, and will say why).
+    ///
+    /// # Errors
+    /// Registry failures, or transient ones past the retry budget.
+    pub async fn stream_blob(&self, digest: &Digest, sink: mpsc::Sender<Bytes>, progress: &(dyn Fn(u64) + Sync)) -> Result<(), Error> {
+        let path = format!("blobs/{digest}");
+        let mut delivered = 0u64;
+        let mut attempts = self.backoff.attempts();
+        loop {
+            let before = delivered;
+            match self.stream_from(&path, &mut delivered, &sink, progress).await {
+                Ok(Ended::Complete | Ended::ReaderGone) => return Ok(()),
+                Err(e) => {
+                    if delivered > before {
+                        attempts.reset();
+                    }
+                    attempts.wait_after(e).await?;
+                    tracing::debug!("resuming {digest} at byte {delivered}");
+                }
+            }
+        }
+    }
+
+    async fn stream_from(
+        &self,
+        path: &str,
+        delivered: &mut u64,
+        sink: &mpsc::Sender<Bytes>,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Ended, Error> {
+        let range = (*delivered > 0).then_some(*delivered);
+        let mut response = self.attempt(&Method::GET, path, "*/*", range).await?;
+        let url = response.url().to_string();
+        // 206: the registry resumed; 200: it sent everything again, skip what we have.
+        let mut skip = if response.status() == reqwest::StatusCode::PARTIAL_CONTENT { 0 } else { *delivered };
+        loop {
+            let chunk = response
+                .chunk()
+                .await
+                .map_err(|source| Error::Transport { method: Method::GET, url: url.clone(), source })?;
+            let Some(mut chunk) = chunk else {
+                return Ok(Ended::Complete);
+            };
+            if skip > 0 {
+                let n = usize::try_from(skip).unwrap_or(usize::MAX).min(chunk.len());
+                let _ = chunk.split_to(n);
+                skip -= n as u64;
+                if chunk.is_empty() {
+                    continue;
+                }
+            }
+            *delivered += chunk.len() as u64;
+            progress(*delivered);
+            if sink.send(chunk).await.is_err() {
+                return Ok(Ended::ReaderGone);
+            }
+        }
+    }
+}
