@@ -16,7 +16,8 @@ pub struct Bar {
     label: String,
     total: u64,
     draw: bool,
-    last: Mutex<Option<Instant>>,
+    /// When the bar was last drawn, and how far it was then.
+    last: Mutex<Option<(Instant, u64)>>,
 }
 
 impl Bar {
@@ -35,17 +36,22 @@ impl Bar {
             return;
         }
         let Ok(mut last) = self.last.try_lock() else { return };
-        if last.is_some_and(|t| t.elapsed() < REDRAW_EVERY) && done < self.total {
+        if last.is_some_and(|(t, _)| t.elapsed() < REDRAW_EVERY) && done < self.total {
             return;
         }
-        *last = Some(Instant::now());
+        *last = Some((Instant::now(), done));
         self.render(done, false);
     }
 
     /// Draws the bar complete and ends its line.
     pub fn finish(&self, summary: &str) {
         if self.draw {
-            self.render(self.total, true);
+            let drawn_complete = self.last.lock().is_ok_and(|l| l.is_some_and(|(_, d)| d >= self.total));
+            if drawn_complete {
+                let _ = std::io::stderr().write_all(b"\n");
+            } else {
+                self.render(self.total, true);
+            }
         }
         tracing::debug!("{}: done, {summary}", self.label);
     }

@@ -21,6 +21,7 @@ use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
@@ -102,15 +103,30 @@ impl Rootfs {
     /// # Errors
     /// An unreadable tar, a hostile entry, or a filesystem failure; the error names the entry.
     pub fn apply_layer(&self, tar: impl Read) -> Result<LayerStats, Error> {
-        let mut layer = Layer { rootfs: self, touched: HashSet::new(), dirs: Vec::new(), stats: LayerStats::default() };
+        let mut layer = Layer { rootfs: self, touched: HashSet::new(), stats: LayerStats::default() };
         let mut archive = tar::Archive::new(tar);
         for entry in archive.entries().map_err(Error::Tar)? {
             let entry = entry.map_err(Error::Tar)?;
             layer.apply(entry)?;
         }
-        layer.finish()?;
         Ok(layer.stats)
     }
+}
+
+/// `a/./b/../c` → `a/c`, `/x` → `x`; `..` never climbs above the root (escapes were refused
+/// before we get here).
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::Normal(n) => out.push(n),
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// State of the layer being applied.
@@ -118,9 +134,6 @@ struct Layer<'a> {
     rootfs: &'a Rootfs,
     /// Every path this layer wrote, and their parents: whiteouts leave them alone.
     touched: HashSet<PathBuf>,
-    /// Directories and their mtimes, set again at the end because later entries in them
-    /// change them.
-    dirs: Vec<(PathBuf, i64)>,
     stats: LayerStats,
 }
 
@@ -137,13 +150,17 @@ impl Layer<'_> {
         let parent = rel.parent().unwrap_or(Path::new("")).to_owned();
         let file_name_str = file_name.to_string_lossy();
         if file_name_str == OPAQUE {
-            return self.hide_lower_children(&parent, &name);
+            let times = self.parent_times(&parent, &name)?;
+            self.hide_lower_children(&parent, &name)?;
+            return self.restore_times(&parent, &name, times);
         }
         if let Some(hidden) = file_name_str.strip_prefix(WHITEOUT_PREFIX) {
             if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
                 return Err(hostile("it whites out an invalid name"));
             }
-            return self.remove_lower(&parent.join(hidden), &name);
+            let times = self.parent_times(&parent, &name)?;
+            self.remove_lower(&parent.join(hidden), &name)?;
+            return self.restore_times(&parent, &name, times);
         }
         self.mark_touched(&rel);
         let header = entry.header().clone();
@@ -155,12 +172,14 @@ impl Layer<'_> {
             None
         };
         let dir = self.parent_dir(&parent, &name, true)?.expect("created parents exist");
+        // An entry never changes its directory's times: those are the directory's own
+        // entry's (the rule umoci follows, and the only one that makes them reproducible).
+        let times = ops::times_of(&dir).map_err(|source| Error::Entry { entry: name.clone(), source })?;
         let meta = ops::Meta::from_header(&header, self.rootfs.as_root).map_err(|source| Error::Entry { entry: name.clone(), source })?;
         let fail = |source| Error::Entry { entry: name.clone(), source };
         match entry_type {
             t if t.is_dir() => {
                 ops::make_dir(&dir, &file_name, &meta).map_err(fail)?;
-                self.dirs.push((rel, meta.mtime()));
             }
             t if t.is_file() || t == tar::EntryType::Continuous || t == tar::EntryType::GNUSparse => {
                 ops::write_file(&dir, &file_name, &meta, &mut entry).map_err(fail)?;
@@ -172,7 +191,7 @@ impl Layer<'_> {
             t if t.is_hard_link() => {
                 let target = link_target.expect("set for hardlinks");
                 if target == rel {
-                    return Ok(());
+                    return ops::restore_times(&dir, &times).map_err(fail);
                 }
                 let tparent = target.parent().unwrap_or(Path::new(""));
                 let tname = target.file_name().ok_or_else(|| hostile("hardlink to the root"))?;
@@ -192,7 +211,22 @@ impl Layer<'_> {
             }
             other => tracing::debug!("skipping entry {name} of unsupported type {other:?}"),
         }
-        Ok(())
+        ops::restore_times(&dir, &times).map_err(|source| Error::Entry { entry: name.clone(), source })
+    }
+
+    fn parent_times(&self, parent: &Path, entry: &str) -> Result<Option<ops::Times>, Error> {
+        let Some(dir) = self.resolve(parent, entry, OFlags::RDONLY | OFlags::DIRECTORY)? else {
+            return Ok(None);
+        };
+        ops::times_of(&dir).map(Some).map_err(|source| Error::Entry { entry: entry.to_owned(), source })
+    }
+
+    fn restore_times(&self, parent: &Path, entry: &str, times: Option<ops::Times>) -> Result<(), Error> {
+        let Some(times) = times else { return Ok(()) };
+        let Some(dir) = self.resolve(parent, entry, OFlags::RDONLY | OFlags::DIRECTORY)? else {
+            return Ok(());
+        };
+        ops::restore_times(&dir, &times).map_err(|source| Error::Entry { entry: entry.to_owned(), source })
     }
 
     fn mark_touched(&mut self, rel: &Path) {
@@ -204,32 +238,50 @@ impl Layer<'_> {
 
     /// Opens the directory `rel` (creating missing directories when `create`).
     fn parent_dir(&self, rel: &Path, entry: &str, create: bool) -> Result<Option<OwnedFd>, Error> {
-        let flags = OFlags::PATH | OFlags::DIRECTORY;
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY;
         match self.resolve(rel, entry, flags)? {
-            Some(fd) => return Ok(Some(fd)),
-            None if !create => return Ok(None),
-            None => {}
+            Some(fd) => Ok(Some(fd)),
+            None if !create => Ok(None),
+            None => self.create_dirs(rel, entry, 0).map(Some),
         }
-        // Create what is missing, one component at a time, each resolved from the root.
+    }
+
+    /// Creates the missing directories of `rel`, one component at a time, each resolved from
+    /// the root. A component that is a symlink to a missing directory gets its target
+    /// created instead (inside the root), as `mkdir -p` in the container would.
+    fn create_dirs(&self, rel: &Path, entry: &str, depth: usize) -> Result<OwnedFd, Error> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY;
+        let fail = |what: String, kind: io::ErrorKind| Error::Entry { entry: entry.to_owned(), source: io::Error::new(kind, what) };
+        if depth > 40 {
+            return Err(fail(format!("too many symlinks creating {}", rel.display()), io::ErrorKind::InvalidInput));
+        }
         let mut current = self.resolve(Path::new(""), entry, flags)?.expect("the root exists");
         let mut prefix = PathBuf::new();
         for component in rel.components() {
+            let parent = prefix.clone();
             prefix.push(component);
             if let Some(fd) = self.resolve(&prefix, entry, flags)? {
                 current = fd;
                 continue;
             }
             let name = component.as_os_str();
-            ops::make_dir(&current, name, &ops::Meta::implicit_dir()).map_err(|source| Error::Entry {
-                entry: entry.to_owned(),
-                source: io::Error::new(source.kind(), format!("create parent {}: {source}", prefix.display())),
-            })?;
-            current = self.resolve(&prefix, entry, flags)?.ok_or_else(|| Error::Entry {
-                entry: entry.to_owned(),
-                source: io::Error::new(io::ErrorKind::NotFound, format!("parent {} vanished", prefix.display())),
-            })?;
+            let kind = path::kind_at(&current, name).map_err(|source| Error::Entry { entry: entry.to_owned(), source })?;
+            if kind == Some(rustix::fs::FileType::Symlink) {
+                let target = rustix::fs::readlinkat(&current, name, Vec::new())
+                    .map_err(|e| Error::Entry { entry: entry.to_owned(), source: e.into() })?;
+                let target = Path::new(std::ffi::OsStr::from_bytes(target.as_bytes()));
+                let joined = if target.is_absolute() { target.to_path_buf() } else { parent.join(target) };
+                self.create_dirs(&lexical(&joined), entry, depth + 1)?;
+            } else {
+                ops::make_dir(&current, name, &ops::Meta::implicit_dir()).map_err(|source| {
+                    fail(format!("create parent {}: {source}", prefix.display()), source.kind())
+                })?;
+            }
+            current = self
+                .resolve(&prefix, entry, flags)?
+                .ok_or_else(|| fail(format!("parent {} is not a directory", prefix.display()), io::ErrorKind::NotFound))?;
         }
-        Ok(Some(current))
+        Ok(current)
     }
 
     fn resolve(&self, rel: &Path, entry: &str, flags: OFlags) -> Result<Option<OwnedFd>, Error> {
@@ -276,17 +328,5 @@ impl Layer<'_> {
         }
         Ok(())
     }
-
-    /// Sets directory mtimes again, now that nothing more is written into them.
-    fn finish(&self) -> Result<(), Error> {
-        for (rel, mtime) in self.dirs.iter().rev() {
-            let entry = rel.display().to_string();
-            // A later entry may have replaced the directory with something else: then there
-            // is no directory mtime left to restore.
-            if let Ok(Some(fd)) = self.resolve(rel, &entry, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW) {
-                ops::set_times(&fd, *mtime).map_err(|source| Error::Entry { entry, source })?;
-            }
-        }
-        Ok(())
-    }
 }
+

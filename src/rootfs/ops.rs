@@ -40,10 +40,6 @@ impl Meta {
         Self { mode: 0o755, owner: None, mtime: None }
     }
 
-    pub(super) fn mtime(&self) -> i64 {
-        self.mtime.unwrap_or(0)
-    }
-
     /// chown, then chmod (chown clears setuid/setgid), then the times.
     fn apply_to(&self, fd: &OwnedFd) -> io::Result<()> {
         if let Some((uid, gid)) = self.owner {
@@ -70,6 +66,23 @@ impl Meta {
         }
         Ok(())
     }
+}
+
+/// A directory's access and modification times.
+pub(super) struct Times(Timestamps);
+
+/// Reads a directory's times.
+pub(super) fn times_of(fd: &OwnedFd) -> io::Result<Times> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok(Times(Timestamps {
+        last_access: Timespec { tv_sec: st.st_atime, tv_nsec: st.st_atime_nsec as _ },
+        last_modification: Timespec { tv_sec: st.st_mtime, tv_nsec: st.st_mtime_nsec as _ },
+    }))
+}
+
+/// Puts back times read with [`times_of`].
+pub(super) fn restore_times(fd: &OwnedFd, times: &Times) -> io::Result<()> {
+    Ok(rustix::fs::futimens(fd, &times.0)?)
 }
 
 /// Sets access and modification time.
@@ -140,8 +153,9 @@ pub(super) fn make_node(dir: &OwnedFd, name: &OsStr, kind: tar::EntryType, meta:
     if file_type != FileType::Fifo && meta.owner.is_none() {
         return Ok(false);
     }
-    let major = header.device_major()?.unwrap_or(0);
-    let minor = header.device_minor()?.unwrap_or(0);
+    // FIFOs carry no device numbers, and some writers leave the fields blank.
+    let major = header.device_major().ok().flatten().unwrap_or(0);
+    let minor = header.device_minor().ok().flatten().unwrap_or(0);
     remove_all(dir, name)?;
     let dev = rustix::fs::makedev(major, minor);
     match rustix::fs::mknodat(dir, name, file_type, Mode::from_raw_mode(0o600), dev) {

@@ -43,6 +43,7 @@ impl Output {
 pub fn path(name: &str) -> &'static str {
     match name {
         "check" => env!("CARGO_BIN_EXE_check"),
+        "in" => env!("CARGO_BIN_EXE_in"),
         other => panic!("unknown binary {other}"),
     }
 }

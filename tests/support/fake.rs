@@ -29,6 +29,8 @@ pub enum Reply {
     Http(u16, Vec<(String, String)>, Vec<u8>),
     /// Close the connection without answering.
     Hangup,
+    /// 200 with a `Content-Length` of the first value, but only these bytes, then close.
+    Truncated(usize, Vec<u8>),
 }
 
 impl Reply {
@@ -42,14 +44,14 @@ impl Reply {
                 headers.push((name.to_owned(), value.to_owned()));
                 Self::Http(code, headers, body)
             }
-            Self::Hangup => Self::Hangup,
+            other => other,
         }
     }
 
     pub fn with_body(self, body: &[u8]) -> Self {
         match self {
             Self::Http(code, headers, _) => Self::Http(code, headers, body.to_vec()),
-            Self::Hangup => Self::Hangup,
+            other => other,
         }
     }
 }
@@ -145,6 +147,13 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Request>>) {
         };
         match handler(&request, nth) {
             Reply::Hangup => return,
+            Reply::Truncated(length, prefix) => {
+                let head = format!("HTTP/1.1 200 Fake\r\nContent-Length: {length}\r\n\r\n");
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&prefix);
+                let _ = stream.flush();
+                return;
+            }
             Reply::Http(code, headers, body) => {
                 let mut head = format!("HTTP/1.1 {code} Fake\r\n");
                 let has_length = headers

@@ -42,19 +42,24 @@ impl Image {
     /// A one-layer image holding `/hello.txt` with `content`; distinct content gives a
     /// distinct digest.
     pub fn with_file(content: &str, media_type: &'static str) -> Self {
-        let layer = gzip(&tar_with_file("hello.txt", content.as_bytes()));
-        Self::from_layers(vec![layer], media_type, "amd64")
+        let tar = tar_with_file("hello.txt", content.as_bytes());
+        Self::from_layers(vec![(gzip(&tar), tar)], media_type, "amd64")
     }
 
-    /// An image of the given compressed layers.
-    pub fn from_layers(layers: Vec<Vec<u8>>, media_type: &'static str, arch: &str) -> Self {
-        let layers: Vec<Blob> = layers.into_iter().map(Blob::new).collect();
-        let diff_ids: Vec<String> = layers.iter().map(|l| sha256(&gunzip(&l.bytes))).collect();
+    /// An image of the given layers, each as (blob bytes, uncompressed tar).
+    pub fn from_layers(layers: Vec<(Vec<u8>, Vec<u8>)>, media_type: &'static str, arch: &str) -> Self {
+        Self::from_layers_with_config(layers, media_type, arch, serde_json::json!({"Env": ["PATH=/usr/bin:/bin"]}))
+    }
+
+    /// The same with a given runtime `config` section.
+    pub fn from_layers_with_config(layers: Vec<(Vec<u8>, Vec<u8>)>, media_type: &'static str, arch: &str, runtime: serde_json::Value) -> Self {
+        let diff_ids: Vec<String> = layers.iter().map(|(_, tar)| sha256(tar)).collect();
+        let layers: Vec<Blob> = layers.into_iter().map(|(blob, _)| Blob::new(blob)).collect();
         let config = Blob::new(
             serde_json::to_vec(&serde_json::json!({
                 "architecture": arch,
                 "os": "linux",
-                "config": {"Env": ["PATH=/usr/bin:/bin"]},
+                "config": runtime,
                 "rootfs": {"type": "layers", "diff_ids": diff_ids},
             }))
             .unwrap(),
@@ -75,7 +80,7 @@ impl Image {
             "mediaType": media_type,
             "config": {"mediaType": config_type, "size": config.bytes.len(), "digest": config.digest},
             "layers": layers.iter().map(|l| serde_json::json!({
-                "mediaType": layer_type, "size": l.bytes.len(), "digest": l.digest,
+                "mediaType": layer_media_type(layer_type, &l.bytes), "size": l.bytes.len(), "digest": l.digest,
             })).collect::<Vec<_>>(),
         }))
         .unwrap();
@@ -107,6 +112,19 @@ pub fn index(children: &[(&Image, &str)], media_type: &'static str) -> Vec<u8> {
     .unwrap()
 }
 
+/// The gzip media type for gzip blobs, else its `+zstd` or plain-tar sibling.
+fn layer_media_type(gzip_type: &str, blob: &[u8]) -> String {
+    let base = gzip_type.trim_end_matches("+gzip").trim_end_matches(".gzip");
+    let sep = if gzip_type.ends_with("+gzip") { "+" } else { "." };
+    if blob.starts_with(&[0x1f, 0x8b]) {
+        gzip_type.to_owned()
+    } else if blob.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        format!("{base}{sep}zstd")
+    } else {
+        base.to_owned()
+    }
+}
+
 pub fn tar_with_file(path: &str, content: &[u8]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_gnu();
@@ -124,8 +142,3 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     enc.finish().unwrap()
 }
 
-fn gunzip(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut out).unwrap();
-    out
-}

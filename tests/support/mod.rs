@@ -5,4 +5,6 @@
 pub mod bin;
 pub mod fake;
 pub mod image;
+pub mod layer;
+pub mod tree;
 pub mod registry;

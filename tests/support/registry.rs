@@ -284,6 +284,40 @@ impl Registry {
         std::fs::read_to_string(self.dir.path().join("tokens.log")).unwrap_or_default()
     }
 
+    /// Unpacks `name@digest` with the reference tools, `skopeo copy` then `umoci unpack` (as
+    /// root, without `--rootless`), into `dir`; returns the rootfs path.
+    pub fn umoci_unpack(&self, name: &str, digest: &str, dir: &Path) -> PathBuf {
+        require("skopeo");
+        require("umoci");
+        let layout = dir.join("layout");
+        std::fs::create_dir_all(dir).unwrap();
+        let run = |cmd: &mut Command| {
+            let out = cmd.output().unwrap();
+            assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let mut copy = Command::new("skopeo");
+        copy.args(["copy", "-q", "--src-tls-verify=false"]);
+        if let Some(pem) = &self.ca_pem {
+            let certs = dir.join("certs");
+            std::fs::create_dir_all(&certs).unwrap();
+            std::fs::write(certs.join("ca.crt"), pem).unwrap();
+            copy.arg("--src-cert-dir").arg(&certs);
+        }
+        if self.auth != Auth::None {
+            copy.args(["--src-creds", &format!("{USER}:{PASSWORD}")]);
+        }
+        run(copy.arg(format!("docker://{}/{name}@{digest}", self.host)).arg(format!("oci:{}:image", layout.display())));
+        let bundle = dir.join("bundle");
+        run(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:image", layout.display())).arg(&bundle));
+        bundle.join("rootfs")
+    }
+
+    /// The file holding blob `digest` in the registry's storage.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        self.dir.path().join(format!("data/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
+    }
+
     /// The registry's own log (access log included).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()

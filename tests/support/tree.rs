@@ -1,0 +1,102 @@
+//! A comparable listing of a directory tree: for each path its type, permissions, owner,
+//! size, content hash, link target, mtime and hardlink group.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use sha2::{Digest as _, Sha256};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub kind: &'static str,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub content: String,
+    pub link: String,
+    pub mtime: i64,
+    /// The first path (in sorted order) sharing this inode, for hardlinked files.
+    pub hardlink_group: String,
+}
+
+/// path (relative, `/`-separated) → node. The root itself is left out.
+pub fn snapshot(root: &Path) -> BTreeMap<String, Node> {
+    let mut paths = Vec::new();
+    walk(root, root, &mut paths);
+    paths.sort();
+    let mut first_of_inode: HashMap<(u64, u64), String> = HashMap::new();
+    let mut out = BTreeMap::new();
+    for rel in paths {
+        let full = root.join(&rel);
+        let md = std::fs::symlink_metadata(&full).unwrap();
+        let ft = md.file_type();
+        let kind = if ft.is_dir() {
+            "dir"
+        } else if ft.is_symlink() {
+            "symlink"
+        } else if ft.is_file() {
+            "file"
+        } else if ft.is_fifo() {
+            "fifo"
+        } else if ft.is_char_device() {
+            "char"
+        } else if ft.is_block_device() {
+            "block"
+        } else {
+            "other"
+        };
+        let group = if ft.is_file() && md.nlink() > 1 {
+            first_of_inode.entry((md.dev(), md.ino())).or_insert_with(|| rel.clone()).clone()
+        } else {
+            String::new()
+        };
+        let content = if ft.is_file() { hex::encode(Sha256::digest(std::fs::read(&full).unwrap())) } else { String::new() };
+        let link = if ft.is_symlink() { std::fs::read_link(&full).unwrap().display().to_string() } else { String::new() };
+        out.insert(
+            rel,
+            Node {
+                kind,
+                mode: md.mode() & 0o7777,
+                uid: md.uid(),
+                gid: md.gid(),
+                size: if ft.is_file() { md.len() } else { 0 },
+                content,
+                link,
+                mtime: md.mtime(),
+                hardlink_group: group,
+            },
+        );
+    }
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        out.push(path.strip_prefix(root).unwrap().display().to_string());
+        if entry.file_type().unwrap().is_dir() {
+            walk(root, &path, out);
+        }
+    }
+}
+
+/// Lines describing every difference, empty when the trees are equal.
+pub fn diff(ours: &BTreeMap<String, Node>, theirs: &BTreeMap<String, Node>) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (path, node) in ours {
+        match theirs.get(path) {
+            None => lines.push(format!("only in ours: {path} {node:?}")),
+            Some(other) if other != node => lines.push(format!("differs: {path}\n  ours:   {node:?}\n  theirs: {other:?}")),
+            Some(_) => {}
+        }
+    }
+    for (path, node) in theirs {
+        if !ours.contains_key(path) {
+            lines.push(format!("only in theirs: {path} {node:?}"));
+        }
+    }
+    lines
+}
