@@ -421,3 +421,69 @@ fn a_connection_cut_mid_layer_resumes_where_it_stopped() {
     assert_eq!(gets.len(), 2);
     assert_eq!(gets[1].header("range"), Some(format!("bytes={cut}-").as_str()));
 }
+
+#[test]
+fn devices_are_created_as_root_and_skipped_otherwise() {
+    let reg = Registry::plain();
+    let mut l = Layer::new();
+    l.dir("dev", 0o755).char_device("dev/null", 1, 3).file_owned("owned", b"x", 0o644, 1000, 1000, MTIME_1991);
+    let t = l.tar();
+    let img = Image::from_layers(vec![(gzip(&t), t)], OCI_MANIFEST, "amd64");
+    let digest = reg.push("dev", "latest", &img);
+
+    let work = tempfile::tempdir().unwrap();
+    ok(&fetch(&reg.repo("dev"), &digest, json!({}), work.path()));
+    let md = std::fs::symlink_metadata(work.path().join("rootfs/dev/null")).unwrap();
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    assert!(md.file_type().is_char_device());
+    assert_eq!(md.rdev(), rustix::fs::makedev(1, 3));
+
+    // the same as an unprivileged user: no device, no chown, and a debug line saying so
+    support::registry::require("setpriv");
+    let work = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(work.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let request = json!({"source": {"repository": reg.repo("dev"), "debug": true}, "version": {"digest": digest}});
+    let mut child = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", bin::path("in")])
+        .arg(work.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), request.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!work.path().join("rootfs/dev/null").exists());
+    assert!(stderr.contains("skipping device node dev/null"), "{stderr}");
+    assert_eq!(std::fs::metadata(work.path().join("rootfs/owned")).unwrap().uid(), 65534);
+}
+
+#[test]
+fn a_layer_that_keeps_failing_ends_in_a_clear_error() {
+    let mut l = Layer::new();
+    l.file("data", &[1u8; 100_000], 0o644);
+    let t = l.tar();
+    let img = Image::from_layers(vec![(gzip(&t), t)], OCI_MANIFEST, "amd64");
+    let (manifest, config, layer) = (img.manifest.clone(), img.config.clone(), img.layers[0].clone());
+    let digest = img.digest();
+    let m = digest.clone();
+    let layer_digest = layer.digest.clone();
+    let server = FakeServer::start(move |req, _| {
+        if req.path == "/v2/" {
+            Reply::status(200)
+        } else if req.path == format!("/v2/app/manifests/{m}") {
+            Reply::status(200).with_header("Content-Type", OCI_MANIFEST).with_body(&manifest)
+        } else if req.path == format!("/v2/app/blobs/{}", config.digest) {
+            Reply::status(200).with_body(&config.bytes)
+        } else if req.path == format!("/v2/app/blobs/{}", layer.digest) {
+            Reply::Truncated(layer.bytes.len(), Vec::new())
+        } else {
+            Reply::status(404)
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let line = fetch(&format!("{}/app", server.host), &digest, json!({}), work.path()).error_line();
+    assert!(line.contains(&layer_digest) && line.contains("gave up after"), "{line}");
+}
