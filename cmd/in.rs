@@ -16,7 +16,9 @@ fn main() -> ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    let dest = std::env::args_os().nth(1).context("destination path not specified (usage: in <destination>)")?;
+    let dest = std::env::args_os()
+        .nth(1)
+        .context("destination path not specified (usage: in <destination>)")?;
     let request: InRequest = cli::read_request("in", std::io::stdin().lock())?;
     cli::init_logging(request.source.debug);
     let response = cli::runtime()?.block_on(get::run(request, dest.as_ref(), Backoff::default()))?;

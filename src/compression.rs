@@ -1,6 +1,6 @@
 //! Layer decompression chosen by the stream's first bytes, not by media type.
 //!
-//! Sniffing is what works in practice: BuildKit labels zstd layers with the Docker media type
+//! Sniffing is what works in practice: `BuildKit` labels zstd layers with the Docker media type
 //! `…rootfs.diff.tar.zstd`, which no spec defines, and a media-type switch sends them to gzip
 //! (registry-image-resource issue #405). zstd starts with `28 b5 2f fd`, gzip with `1f 8b`;
 //! anything else is read as a plain tar.

@@ -155,7 +155,13 @@ pub struct DigestReader<R> {
 impl<R: std::io::Read> DigestReader<R> {
     /// Wraps `inner`, which should produce `size` bytes hashing to `expected` (sha256).
     pub fn new(inner: R, expected: Digest, size: u64) -> Self {
-        Self { inner, hasher: Sha256::new(), expected, size, seen: 0 }
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            expected,
+            size,
+            seen: 0,
+        }
     }
 
     /// Reads whatever is left, then checks size and digest.
@@ -173,7 +179,10 @@ impl<R: std::io::Read> DigestReader<R> {
         }
         let found = Digest(format!("sha256:{}", hex::encode(self.hasher.finalize())));
         if found != self.expected {
-            return Err(VerifyOutcome::Mismatch(VerifyError::Digest { expected: self.expected, found }));
+            return Err(VerifyOutcome::Mismatch(VerifyError::Digest {
+                expected: self.expected,
+                found,
+            }));
         }
         Ok(())
     }
@@ -195,7 +204,11 @@ impl<R: std::io::Read> std::io::Read for DigestReader<R> {
         if self.seen > self.size {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                VerifyError::Size { expected: self.expected.clone(), size: self.size, found: self.seen },
+                VerifyError::Size {
+                    expected: self.expected.clone(),
+                    size: self.size,
+                    found: self.seen,
+                },
             ));
         }
         self.hasher.update(&buf[..n]);
@@ -217,11 +230,20 @@ mod tests {
         r.read_exact(&mut first).unwrap();
         assert!(r.verify().is_ok(), "verify drains the rest");
         let r = DigestReader::new(&data[..], Digest::sha256(b"other"), 11);
-        assert!(matches!(r.verify(), Err(VerifyOutcome::Mismatch(VerifyError::Digest { .. }))));
+        assert!(matches!(
+            r.verify(),
+            Err(VerifyOutcome::Mismatch(VerifyError::Digest { .. }))
+        ));
         let r = DigestReader::new(&data[..], good.clone(), 12);
-        assert!(matches!(r.verify(), Err(VerifyOutcome::Mismatch(VerifyError::Size { found: 11, .. }))));
+        assert!(matches!(
+            r.verify(),
+            Err(VerifyOutcome::Mismatch(VerifyError::Size { found: 11, .. }))
+        ));
         let mut r = DigestReader::new(&data[..], good, 4);
-        assert!(r.read_to_end(&mut Vec::new()).is_err(), "reading past the size fails at once");
+        assert!(
+            r.read_to_end(&mut Vec::new()).is_err(),
+            "reading past the size fails at once"
+        );
     }
 
     const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";

@@ -43,7 +43,11 @@ pub async fn run(request: InRequest, dest: &Path, backoff: Backoff) -> Result<St
     let format = match request.params.format.as_deref() {
         None | Some("rootfs") => Format::Rootfs,
         Some("oci") => Format::Oci,
-        Some(other) => return Err(Error::UnknownFormat { format: other.to_owned() }),
+        Some(other) => {
+            return Err(Error::UnknownFormat {
+                format: other.to_owned(),
+            })
+        }
     };
     let platform = request.platform();
     let version = request.version.clone();
@@ -51,9 +55,15 @@ pub async fn run(request: InRequest, dest: &Path, backoff: Backoff) -> Result<St
         Some(t) if !t.is_empty() => t.clone(),
         _ => source.tag()?.to_string(),
     };
-    std::fs::create_dir_all(dest).map_err(|source| Error::Write { path: dest.to_owned(), source })?;
+    std::fs::create_dir_all(dest).map_err(|source| Error::Write {
+        path: dest.to_owned(),
+        source,
+    })?;
     let write = |name: &str, content: &[u8]| {
-        write_file(dest, name, content).map_err(|source| Error::Write { path: dest.join(name), source })
+        write_file(dest, name, content).map_err(|source| Error::Write {
+            path: dest.join(name),
+            source,
+        })
     };
     write("digest", version.digest.as_str().as_bytes())?;
     write("tag", tag.as_bytes())?;
@@ -61,35 +71,53 @@ pub async fn run(request: InRequest, dest: &Path, backoff: Backoff) -> Result<St
     let response = StepResponse {
         version: version.clone(),
         metadata: vec![
-            MetadataField { name: "repository".into(), value: source.repository.clone() },
-            MetadataField { name: "tag".into(), value: tag.clone() },
+            MetadataField {
+                name: "repository".into(),
+                value: source.repository.clone(),
+            },
+            MetadataField {
+                name: "tag".into(),
+                value: tag.clone(),
+            },
         ],
     };
     if request.params.skip_download {
         return Ok(response);
     }
 
-    let client = Arc::new(Client::new(repository.clone(), Credentials::resolve(source), Scope::Pull, &options(source, backoff))?);
+    let client = Arc::new(Client::new(
+        repository.clone(),
+        Credentials::resolve(source),
+        Scope::Pull,
+        &options(source, backoff),
+    )?);
     let image = Image::resolve(&client, &version.digest, &platform).await?;
     let draw = !source.debug;
     match format {
         Format::Rootfs => {
-            let rootfs = Arc::new(Rootfs::create(&dest.join("rootfs")).map_err(|e| Error::Rootfs(Box::new(e)))?);
+            let rootfs =
+                Arc::new(Rootfs::create(&dest.join("rootfs")).map_err(|e| Error::Rootfs(Box::new(e)))?);
             let count = image.manifest.layers.len();
             for (i, layer) in image.manifest.layers.iter().enumerate() {
                 let label = format!("layer {}/{count} {}", i + 1, short(&layer.digest));
                 let bar = Arc::new(Bar::new(label, layer.size, draw));
-                let stats = apply_layer(&client, rootfs.clone(), layer, bar.clone()).await.map_err(|source| Error::Layer {
-                    image: describe(&repository, &Target::Digest(image.digest.clone())),
-                    index: i + 1,
-                    count,
-                    digest: layer.digest.clone(),
-                    source: Box::new(source),
-                })?;
+                let stats = apply_layer(&client, rootfs.clone(), layer, bar.clone())
+                    .await
+                    .map_err(|source| Error::Layer {
+                        image: describe(&repository, &Target::Digest(image.digest.clone())),
+                        index: i + 1,
+                        count,
+                        digest: layer.digest.clone(),
+                        source: Box::new(source),
+                    })?;
                 bar.finish(&format!("{} entries", stats.entries));
             }
-            write_run_metadata(dest, &RunMetadata::from_config(&image.config))
-                .map_err(|source| Error::Write { path: dest.join("metadata.json"), source })?;
+            write_run_metadata(dest, &RunMetadata::from_config(&image.config)).map_err(|source| {
+                Error::Write {
+                    path: dest.join("metadata.json"),
+                    source,
+                }
+            })?;
         }
         Format::Oci => {
             let path = dest.join("image.tar");
@@ -120,51 +148,102 @@ struct Image {
 
 impl Image {
     async fn resolve(client: &Client, digest: &Digest, platform: &Platform) -> Result<Self> {
-        let context = |source| Error::Fetch { image: describe(client.repository(), &Target::Digest(digest.clone())), source };
-        let (bytes, _) = client.fetch_manifest(&Target::Digest(digest.clone())).await.map_err(context)?;
-        let manifest_error = |source| Error::Manifest { image: describe(client.repository(), &Target::Digest(digest.clone())), source };
+        let context = |source| Error::Fetch {
+            image: describe(client.repository(), &Target::Digest(digest.clone())),
+            source,
+        };
+        let (bytes, _) = client
+            .fetch_manifest(&Target::Digest(digest.clone()))
+            .await
+            .map_err(context)?;
+        let manifest_error = |source| Error::Manifest {
+            image: describe(client.repository(), &Target::Digest(digest.clone())),
+            source,
+        };
         let (bytes, digest, media_type, manifest) = match Document::parse(&bytes).map_err(manifest_error)? {
             Document::Manifest(m) => {
-                let media_type = m.media_type.clone().unwrap_or_else(|| crate::manifest::OCI_MANIFEST.to_owned());
+                let media_type = m
+                    .media_type
+                    .clone()
+                    .unwrap_or_else(|| crate::manifest::OCI_MANIFEST.to_owned());
                 (bytes, digest.clone(), media_type, m)
             }
             Document::Index(index) => {
                 let child = index.select(platform).map_err(manifest_error)?.clone();
                 tracing::info!("{platform} image of the index: {}", child.digest);
                 let target = Target::Digest(child.digest.clone());
-                let child_context = |source| Error::Fetch { image: describe(client.repository(), &target), source };
+                let child_context = |source| Error::Fetch {
+                    image: describe(client.repository(), &target),
+                    source,
+                };
                 let (bytes, _) = client.fetch_manifest(&target).await.map_err(child_context)?;
-                let child_error = |source| Error::Manifest { image: describe(client.repository(), &target), source };
+                let child_error = |source| Error::Manifest {
+                    image: describe(client.repository(), &target),
+                    source,
+                };
                 match Document::parse(&bytes).map_err(child_error)? {
                     Document::Manifest(m) => (bytes, child.digest.clone(), child.media_type.clone(), m),
-                    Document::Index(_) => return Err(Error::NestedIndex { image: describe(client.repository(), &target) }),
+                    Document::Index(_) => {
+                        return Err(Error::NestedIndex {
+                            image: describe(client.repository(), &target),
+                        })
+                    }
                 }
             }
         };
         let config_target = Target::Digest(manifest.config.digest.clone());
-        let config_bytes = client.fetch_blob(&manifest.config.digest).await.map_err(|source| Error::Fetch {
-            image: describe(client.repository(), &config_target),
+        let config_bytes = client
+            .fetch_blob(&manifest.config.digest)
+            .await
+            .map_err(|source| Error::Fetch {
+                image: describe(client.repository(), &config_target),
+                source,
+            })?;
+        let config = serde_json::from_slice(&config_bytes).map_err(|source| Error::Config {
+            digest: manifest.config.digest.clone(),
             source,
         })?;
-        let config = serde_json::from_slice(&config_bytes).map_err(|source| Error::Config { digest: manifest.config.digest.clone(), source })?;
-        let descriptor = Descriptor { media_type, digest: digest.clone(), size: bytes.len() as u64, platform: None };
-        Ok(Self { digest, manifest_bytes: bytes, descriptor, manifest, config_bytes, config })
+        let descriptor = Descriptor {
+            media_type,
+            digest: digest.clone(),
+            size: bytes.len() as u64,
+            platform: None,
+        };
+        Ok(Self {
+            digest,
+            manifest_bytes: bytes,
+            descriptor,
+            manifest,
+            config_bytes,
+            config,
+        })
     }
 }
 
 /// Streams one layer into the rootfs: download on the runtime, verify + inflate + unpack on
 /// a blocking thread, joined by a bounded channel.
-async fn apply_layer(client: &Arc<Client>, rootfs: Arc<Rootfs>, layer: &Descriptor, bar: Arc<Bar>) -> Result<LayerStats, LayerError> {
+async fn apply_layer(
+    client: &Arc<Client>,
+    rootfs: Arc<Rootfs>,
+    layer: &Descriptor,
+    bar: Arc<Bar>,
+) -> Result<LayerStats, LayerError> {
     let (tx, reader) = ChannelReader::channel();
     let (digest, size) = (layer.digest.clone(), layer.size);
     let unpack = tokio::task::spawn_blocking(move || -> Result<LayerStats, LayerError> {
         let mut verified = DigestReader::new(reader, digest, size);
         let applied = decompress(&mut verified)
             .map_err(LayerError::Read)
-            .and_then(|(_, decoder)| rootfs.apply_layer(decoder).map_err(|e| LayerError::Unpack(Box::new(e))));
+            .and_then(|(_, decoder)| {
+                rootfs
+                    .apply_layer(decoder)
+                    .map_err(|e| LayerError::Unpack(Box::new(e)))
+            });
         match (applied, verified.verify()) {
             // A corrupt blob usually breaks the inflater first; name the real cause.
-            (Ok(_) | Err(LayerError::Read(_) | LayerError::Unpack(_)), Err(VerifyOutcome::Mismatch(m))) => Err(LayerError::Verify(m)),
+            (Ok(_) | Err(LayerError::Read(_) | LayerError::Unpack(_)), Err(VerifyOutcome::Mismatch(m))) => {
+                Err(LayerError::Verify(m))
+            }
             (Err(e), _) => Err(e),
             (Ok(_), Err(VerifyOutcome::Io(e))) => Err(LayerError::Read(e)),
             (Ok(stats), Ok(())) => Ok(stats),
@@ -172,23 +251,52 @@ async fn apply_layer(client: &Arc<Client>, rootfs: Arc<Rootfs>, layer: &Descript
     });
     let progress = move |done| bar.update(done);
     let downloaded = client.stream_blob(&layer.digest, tx, &progress).await;
-    let unpacked = unpack.await.map_err(|e| LayerError::Read(std::io::Error::other(e)))?;
+    let unpacked = unpack
+        .await
+        .map_err(|e| LayerError::Read(std::io::Error::other(e)))?;
     downloaded.map_err(LayerError::Download)?;
     unpacked
 }
 
 /// Writes `image.tar`: each blob streams from the registry through verification into the
 /// archive, on a blocking thread that owns the file.
-async fn write_tarball(client: &Arc<Client>, image: &Image, path: &Path, repo_tag: &str, tag: &str, draw: bool) -> Result<()> {
-    let write_error = |source| Error::Write { path: path.to_owned(), source };
+async fn write_tarball(
+    client: &Arc<Client>,
+    image: &Image,
+    path: &Path,
+    repo_tag: &str,
+    tag: &str,
+    draw: bool,
+) -> Result<()> {
+    let write_error = |source| Error::Write {
+        path: path.to_owned(),
+        source,
+    };
     let file = std::fs::File::create(path).map_err(write_error)?;
-    let mut writer = TarballWriter::new(std::io::BufWriter::with_capacity(1 << 20, file)).map_err(write_error)?;
-    writer.add_blob(&image.digest, image.manifest_bytes.len() as u64, &image.manifest_bytes[..]).map_err(write_error)?;
+    let mut writer =
+        TarballWriter::new(std::io::BufWriter::with_capacity(1 << 20, file)).map_err(write_error)?;
+    writer
+        .add_blob(
+            &image.digest,
+            image.manifest_bytes.len() as u64,
+            &image.manifest_bytes[..],
+        )
+        .map_err(write_error)?;
     let config = &image.manifest.config;
-    writer.add_blob(&config.digest, image.config_bytes.len() as u64, &image.config_bytes[..]).map_err(write_error)?;
+    writer
+        .add_blob(
+            &config.digest,
+            image.config_bytes.len() as u64,
+            &image.config_bytes[..],
+        )
+        .map_err(write_error)?;
     let count = image.manifest.layers.len();
     for (i, layer) in image.manifest.layers.iter().enumerate() {
-        let bar = Arc::new(Bar::new(format!("layer {}/{count} {}", i + 1, short(&layer.digest)), layer.size, draw));
+        let bar = Arc::new(Bar::new(
+            format!("layer {}/{count} {}", i + 1, short(&layer.digest)),
+            layer.size,
+            draw,
+        ));
         let (tx, reader) = ChannelReader::channel();
         let (digest, size) = (layer.digest.clone(), layer.size);
         let task = tokio::task::spawn_blocking(move || {
@@ -200,7 +308,10 @@ async fn write_tarball(client: &Arc<Client>, image: &Image, path: &Path, repo_ta
                 (Ok(()), Ok(())) => Ok(writer),
             }
         });
-        let progress = { let bar = bar.clone(); move |done| bar.update(done) };
+        let progress = {
+            let bar = bar.clone();
+            move |done| bar.update(done)
+        };
         let downloaded = client.stream_blob(&layer.digest, tx, &progress).await;
         let layer_error = |source| Error::Layer {
             image: describe(client.repository(), &Target::Digest(image.digest.clone())),
@@ -209,7 +320,9 @@ async fn write_tarball(client: &Arc<Client>, image: &Image, path: &Path, repo_ta
             digest: layer.digest.clone(),
             source: Box::new(source),
         };
-        let joined = task.await.map_err(|e| layer_error(LayerError::Read(std::io::Error::other(e))))?;
+        let joined = task
+            .await
+            .map_err(|e| layer_error(LayerError::Read(std::io::Error::other(e))))?;
         downloaded.map_err(|e| layer_error(LayerError::Download(e)))?;
         writer = joined.map_err(layer_error)?;
         bar.finish(&human(layer.size));
@@ -223,5 +336,8 @@ async fn write_tarball(client: &Arc<Client>, image: &Image, path: &Path, repo_ta
     };
     let mut out = writer.finish(&entry).map_err(write_error)?;
     std::io::Write::flush(&mut out).map_err(write_error)?;
-    out.into_inner().map_err(|e| write_error(e.into_error()))?.sync_all().map_err(write_error)
+    out.into_inner()
+        .map_err(|e| write_error(e.into_error()))?
+        .sync_all()
+        .map_err(write_error)
 }

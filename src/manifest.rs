@@ -66,7 +66,11 @@ impl Platform {
             "x86" => "386",
             other => other,
         };
-        Self { os: "linux".into(), architecture: architecture.into(), variant: None }
+        Self {
+            os: "linux".into(),
+            architecture: architecture.into(),
+            variant: None,
+        }
     }
 
     /// Builds a platform from optional parts, splitting `arm64/v8`-style architectures and
@@ -165,9 +169,13 @@ impl Document {
         }
         let probe: Probe = serde_json::from_slice(bytes).map_err(ManifestError::Parse)?;
         if probe.manifests.is_some() {
-            serde_json::from_slice(bytes).map(Self::Index).map_err(ManifestError::Parse)
+            serde_json::from_slice(bytes)
+                .map(Self::Index)
+                .map_err(ManifestError::Parse)
         } else {
-            serde_json::from_slice(bytes).map(Self::Manifest).map_err(ManifestError::Parse)
+            serde_json::from_slice(bytes)
+                .map(Self::Manifest)
+                .map_err(ManifestError::Parse)
         }
     }
 }
@@ -178,12 +186,26 @@ impl Index {
     /// # Errors
     /// When no child matches; the message lists what the index offers.
     pub fn select(&self, wanted: &Platform) -> Result<&Descriptor, ManifestError> {
-        let default = Platform { os: "linux".into(), architecture: "amd64".into(), variant: None };
+        let default = Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        };
         let platform_of = |d: &Descriptor| d.platform.clone().unwrap_or_else(|| default.clone());
-        self.manifests.iter().find(|d| wanted.accepts(&platform_of(d))).ok_or_else(|| {
-            let offered: Vec<String> = self.manifests.iter().map(|d| platform_of(d).to_string()).collect();
-            ManifestError::NoPlatform { wanted: wanted.clone(), offered: offered.join(", ") }
-        })
+        self.manifests
+            .iter()
+            .find(|d| wanted.accepts(&platform_of(d)))
+            .ok_or_else(|| {
+                let offered: Vec<String> = self
+                    .manifests
+                    .iter()
+                    .map(|d| platform_of(d).to_string())
+                    .collect();
+                ManifestError::NoPlatform {
+                    wanted: wanted.clone(),
+                    offered: offered.join(", "),
+                }
+            })
     }
 }
 
@@ -237,7 +259,12 @@ mod tests {
         };
         Index {
             media_type: None,
-            manifests: vec![child("arm64", None, 1), child("arm", Some("v6"), 2), child("arm", Some("v7"), 3), child("amd64", None, 4)],
+            manifests: vec![
+                child("arm64", None, 1),
+                child("arm", Some("v6"), 2),
+                child("arm", Some("v7"), 3),
+                child("amd64", None, 4),
+            ],
         }
     }
 
@@ -245,10 +272,22 @@ mod tests {
     fn selects_by_platform_and_variant() {
         let idx = index();
         let pick = |p: Platform| idx.select(&p).map(|d| d.digest.clone());
-        assert_eq!(pick(Platform::from_parts(None, Some("amd64"), None)).unwrap(), Digest::sha256(&[4]));
-        assert_eq!(pick(Platform::from_parts(None, Some("arm64/v8"), None)).unwrap(), Digest::sha256(&[1]));
-        assert_eq!(pick(Platform::from_parts(None, Some("arm"), Some("v7"))).unwrap(), Digest::sha256(&[3]));
-        assert_eq!(pick(Platform::from_parts(None, Some("arm/v7"), None)).unwrap(), Digest::sha256(&[3]));
+        assert_eq!(
+            pick(Platform::from_parts(None, Some("amd64"), None)).unwrap(),
+            Digest::sha256(&[4])
+        );
+        assert_eq!(
+            pick(Platform::from_parts(None, Some("arm64/v8"), None)).unwrap(),
+            Digest::sha256(&[1])
+        );
+        assert_eq!(
+            pick(Platform::from_parts(None, Some("arm"), Some("v7"))).unwrap(),
+            Digest::sha256(&[3])
+        );
+        assert_eq!(
+            pick(Platform::from_parts(None, Some("arm/v7"), None)).unwrap(),
+            Digest::sha256(&[3])
+        );
         let err = pick(Platform::from_parts(Some("windows"), Some("amd64"), None)).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -260,7 +299,10 @@ mod tests {
     fn tells_manifests_from_indexes() {
         let m = br#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0},"layers":[]}"#;
         assert!(matches!(Document::parse(m).unwrap(), Document::Manifest(_)));
-        assert!(matches!(Document::parse(br#"{"schemaVersion":2,"manifests":[]}"#).unwrap(), Document::Index(_)));
+        assert!(matches!(
+            Document::parse(br#"{"schemaVersion":2,"manifests":[]}"#).unwrap(),
+            Document::Index(_)
+        ));
         assert!(Document::parse(b"{}").is_err());
     }
 }

@@ -26,7 +26,12 @@ impl RunMetadata {
     #[must_use]
     pub fn from_config(config: &ImageConfig) -> Self {
         let c = config.config.clone().unwrap_or_default();
-        Self { env: c.env, user: c.user.unwrap_or_default(), cmd: c.cmd, entrypoint: c.entrypoint }
+        Self {
+            env: c.env,
+            user: c.user.unwrap_or_default(),
+            cmd: c.cmd,
+            entrypoint: c.entrypoint,
+        }
     }
 }
 

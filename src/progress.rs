@@ -27,7 +27,12 @@ impl Bar {
         if !draw {
             tracing::debug!("{label}: fetching {}", human(total));
         }
-        Self { label, total, draw, last: Mutex::new(None) }
+        Self {
+            label,
+            total,
+            draw,
+            last: Mutex::new(None),
+        }
     }
 
     /// Records `done` bytes, redrawing when enough time has passed.
@@ -35,7 +40,9 @@ impl Bar {
         if !self.draw {
             return;
         }
-        let Ok(mut last) = self.last.try_lock() else { return };
+        let Ok(mut last) = self.last.try_lock() else {
+            return;
+        };
         if last.is_some_and(|(t, _)| t.elapsed() < REDRAW_EVERY) && done < self.total {
             return;
         }
@@ -46,7 +53,10 @@ impl Bar {
     /// Draws the bar complete and ends its line.
     pub fn finish(&self, summary: &str) {
         if self.draw {
-            let drawn_complete = self.last.lock().is_ok_and(|l| l.is_some_and(|(_, d)| d >= self.total));
+            let drawn_complete = self
+                .last
+                .lock()
+                .is_ok_and(|l| l.is_some_and(|(_, d)| d >= self.total));
             if drawn_complete {
                 let _ = std::io::stderr().write_all(b"\n");
             } else {
@@ -57,7 +67,9 @@ impl Bar {
     }
 
     fn render(&self, done: u64, end: bool) {
-        let filled = if self.total == 0 { WIDTH } else { usize::try_from(done.min(self.total) * WIDTH as u64 / self.total).unwrap_or(WIDTH) };
+        let filled = (done.min(self.total) * WIDTH as u64)
+            .checked_div(self.total)
+            .map_or(WIDTH, |f| usize::try_from(f).unwrap_or(WIDTH));
         let bar: String = "=".repeat(filled) + &" ".repeat(WIDTH - filled);
         let line = format!("\r{} [{bar}] {} / {}", self.label, human(done), human(self.total));
         let mut err = std::io::stderr().lock();
@@ -80,7 +92,11 @@ pub fn human(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 #[cfg(test)]

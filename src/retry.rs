@@ -75,7 +75,11 @@ impl Backoff {
     /// download that resumes where it stopped).
     #[must_use]
     pub fn attempts(&self) -> Attempts {
-        Attempts { policy: *self, start: Instant::now(), made: 0 }
+        Attempts {
+            policy: *self,
+            start: Instant::now(),
+            made: 0,
+        }
     }
 }
 

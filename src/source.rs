@@ -179,8 +179,18 @@ impl InRequest {
     /// taken from the platform this binary runs on.
     #[must_use]
     pub fn platform(&self) -> crate::manifest::Platform {
-        let p = self.params.platform.as_ref().or(self.source.platform.as_ref()).cloned().unwrap_or_default();
-        crate::manifest::Platform::from_parts(p.os.as_deref(), p.architecture.as_deref(), p.variant.as_deref())
+        let p = self
+            .params
+            .platform
+            .as_ref()
+            .or(self.source.platform.as_ref())
+            .cloned()
+            .unwrap_or_default();
+        crate::manifest::Platform::from_parts(
+            p.os.as_deref(),
+            p.architecture.as_deref(),
+            p.variant.as_deref(),
+        )
     }
 }
 

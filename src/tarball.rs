@@ -72,7 +72,8 @@ impl<W: Write> TarballWriter<W> {
     /// # Errors
     /// When reading or writing fails.
     pub fn add_blob(&mut self, digest: &Digest, size: u64, content: impl Read) -> io::Result<()> {
-        self.builder.append_data(&mut header(size), blob_path(digest), content)
+        self.builder
+            .append_data(&mut header(size), blob_path(digest), content)
     }
 
     /// Writes `index.json` and `manifest.json` and ends the archive.
@@ -100,7 +101,8 @@ impl<W: Write> TarballWriter<W> {
         }]);
         for (name, value) in [("index.json", index), ("manifest.json", docker)] {
             let bytes = serde_json::to_vec(&value).map_err(io::Error::other)?;
-            self.builder.append_data(&mut header(bytes.len() as u64), name, &bytes[..])?;
+            self.builder
+                .append_data(&mut header(bytes.len() as u64), name, &bytes[..])?;
         }
         self.builder.into_inner()
     }

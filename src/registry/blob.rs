@@ -33,7 +33,13 @@ impl ChannelReader {
     #[must_use]
     pub fn channel() -> (mpsc::Sender<Bytes>, Self) {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-        (tx, Self { rx, current: Bytes::new() })
+        (
+            tx,
+            Self {
+                rx,
+                current: Bytes::new(),
+            },
+        )
     }
 }
 
@@ -70,12 +76,18 @@ impl Client {
                 let response = self.attempt(&Method::GET, &path, "*/*", None).await?;
                 error::read_limited(response, CONFIG_LIMIT)
                     .await
-                    .ok_or_else(|| Error::BlobTooLarge { url: url.clone(), limit: CONFIG_LIMIT })
+                    .ok_or_else(|| Error::BlobTooLarge {
+                        url: url.clone(),
+                        limit: CONFIG_LIMIT,
+                    })
             })
             .await?;
         let found = Digest::sha256(&body);
         if &found != digest {
-            return Err(Error::BlobDigest { url, found: found.to_string() });
+            return Err(Error::BlobDigest {
+                url,
+                found: found.to_string(),
+            });
         }
         Ok(body)
     }
@@ -86,7 +98,12 @@ impl Client {
     ///
     /// # Errors
     /// Registry failures, or transient ones past the retry budget.
-    pub async fn stream_blob(&self, digest: &Digest, sink: mpsc::Sender<Bytes>, progress: &(dyn Fn(u64) + Sync)) -> Result<(), Error> {
+    pub async fn stream_blob(
+        &self,
+        digest: &Digest,
+        sink: mpsc::Sender<Bytes>,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), Error> {
         let path = format!("blobs/{digest}");
         let mut delivered = 0u64;
         let mut attempts = self.backoff.attempts();
@@ -116,12 +133,17 @@ impl Client {
         let mut response = self.attempt(&Method::GET, path, "*/*", range).await?;
         let url = response.url().to_string();
         // 206: the registry resumed; 200: it sent everything again, skip what we have.
-        let mut skip = if response.status() == reqwest::StatusCode::PARTIAL_CONTENT { 0 } else { *delivered };
+        let mut skip = if response.status() == reqwest::StatusCode::PARTIAL_CONTENT {
+            0
+        } else {
+            *delivered
+        };
         loop {
-            let chunk = response
-                .chunk()
-                .await
-                .map_err(|source| Error::Transport { method: Method::GET, url: url.clone(), source })?;
+            let chunk = response.chunk().await.map_err(|source| Error::Transport {
+                method: Method::GET,
+                url: url.clone(),
+                source,
+            })?;
             let Some(mut chunk) = chunk else {
                 return Ok(Ended::Complete);
             };

@@ -18,8 +18,8 @@ use reqwest::header::{HeaderValue, ACCEPT, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
 use tokio::sync::{Mutex, OnceCell};
 
-use self::error::status_error;
 pub use self::blob::ChannelReader;
+use self::error::status_error;
 pub use self::error::Error;
 use self::token::{Challenge, Token};
 use crate::auth::{Credentials, Scope};
@@ -178,12 +178,20 @@ impl Client {
 
     /// Sends a request with retries; a non-success status is an error.
     async fn request(&self, method: Method, path: &str, accept: &str) -> Result<Response, Error> {
-        self.backoff.retry(|| self.attempt(&method, path, accept, None)).await
+        self.backoff
+            .retry(|| self.attempt(&method, path, accept, None))
+            .await
     }
 
     /// One attempt: send, answer one 401 challenge, send again. `range_from` asks for the
     /// bytes from that offset on.
-    async fn attempt(&self, method: &Method, path: &str, accept: &str, range_from: Option<u64>) -> Result<Response, Error> {
+    async fn attempt(
+        &self,
+        method: &Method,
+        path: &str,
+        accept: &str,
+        range_from: Option<u64>,
+    ) -> Result<Response, Error> {
         let url = self.url(path).await?;
         let mut answered_challenge = false;
         loop {
@@ -206,7 +214,14 @@ impl Client {
         }
     }
 
-    async fn send(&self, method: &Method, url: &str, accept: &str, range_from: Option<u64>, auth: &Auth) -> Result<Response, Error> {
+    async fn send(
+        &self,
+        method: &Method,
+        url: &str,
+        accept: &str,
+        range_from: Option<u64>,
+        auth: &Auth,
+    ) -> Result<Response, Error> {
         let mut request = self.http.request(method.clone(), url).header(ACCEPT, accept);
         if let Some(from) = range_from {
             request = request.header(reqwest::header::RANGE, format!("bytes={from}-"));

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
 
-use self::path::{entry_path, open_beneath, Resolved, ResolveError};
+use self::path::{entry_path, open_beneath, ResolveError, Resolved};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
@@ -65,7 +65,9 @@ pub enum Error {
         source: io::Error,
     },
     /// The kernel cannot resolve paths safely.
-    #[error("this kernel lacks openat2 (Linux 5.6 or later), which unpacking needs to stay inside the rootfs")]
+    #[error(
+        "this kernel lacks openat2 (Linux 5.6 or later), which unpacking needs to stay inside the rootfs"
+    )]
     NoOpenat2,
 }
 
@@ -92,10 +94,20 @@ impl Rootfs {
     pub fn create(path: &Path) -> Result<Self, Error> {
         let open = || -> io::Result<OwnedFd> {
             std::fs::create_dir_all(path)?;
-            Ok(rustix::fs::open(path, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?)
+            Ok(rustix::fs::open(
+                path,
+                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?)
         };
-        let root = open().map_err(|source| Error::Open { path: path.to_owned(), source })?;
-        Ok(Self { root, as_root: rustix::process::geteuid().is_root() })
+        let root = open().map_err(|source| Error::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            root,
+            as_root: rustix::process::geteuid().is_root(),
+        })
     }
 
     /// Applies one uncompressed layer tar on top of what is there.
@@ -103,7 +115,11 @@ impl Rootfs {
     /// # Errors
     /// An unreadable tar, a hostile entry, or a filesystem failure; the error names the entry.
     pub fn apply_layer(&self, tar: impl Read) -> Result<LayerStats, Error> {
-        let mut layer = Layer { rootfs: self, touched: HashSet::new(), stats: LayerStats::default() };
+        let mut layer = Layer {
+            rootfs: self,
+            touched: HashSet::new(),
+            stats: LayerStats::default(),
+        };
         let mut archive = tar::Archive::new(tar);
         for entry in archive.entries().map_err(Error::Tar)? {
             let entry = entry.map_err(Error::Tar)?;
@@ -141,7 +157,10 @@ impl Layer<'_> {
     fn apply<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), Error> {
         let raw = entry.path().map_err(Error::Tar)?.into_owned();
         let name = raw.display().to_string();
-        let hostile = |reason: &str| Error::Hostile { entry: name.clone(), reason: reason.to_owned() };
+        let hostile = |reason: &str| Error::Hostile {
+            entry: name.clone(),
+            reason: reason.to_owned(),
+        };
         let rel = entry_path(&raw).map_err(hostile)?;
         self.stats.entries += 1;
         let Some(file_name) = rel.file_name().map(OsStr::to_owned) else {
@@ -166,17 +185,31 @@ impl Layer<'_> {
         let header = entry.header().clone();
         let entry_type = header.entry_type();
         let link_target = if entry_type.is_hard_link() {
-            let target = entry.link_name().map_err(Error::Tar)?.ok_or_else(|| hostile("hardlink without a target"))?;
+            let target = entry
+                .link_name()
+                .map_err(Error::Tar)?
+                .ok_or_else(|| hostile("hardlink without a target"))?;
             Some(entry_path(&target).map_err(|r| hostile(&format!("hardlink target: {r}")))?)
         } else {
             None
         };
-        let dir = self.parent_dir(&parent, &name, true)?.expect("created parents exist");
+        let dir = self
+            .parent_dir(&parent, &name, true)?
+            .expect("created parents exist");
         // An entry never changes its directory's times: those are the directory's own
         // entry's (the rule umoci follows, and the only one that makes them reproducible).
-        let times = ops::times_of(&dir).map_err(|source| Error::Entry { entry: name.clone(), source })?;
-        let meta = ops::Meta::from_header(&header, self.rootfs.as_root).map_err(|source| Error::Entry { entry: name.clone(), source })?;
-        let fail = |source| Error::Entry { entry: name.clone(), source };
+        let times = ops::times_of(&dir).map_err(|source| Error::Entry {
+            entry: name.clone(),
+            source,
+        })?;
+        let meta = ops::Meta::from_header(&header, self.rootfs.as_root).map_err(|source| Error::Entry {
+            entry: name.clone(),
+            source,
+        })?;
+        let fail = |source| Error::Entry {
+            entry: name.clone(),
+            source,
+        };
         match entry_type {
             t if t.is_dir() => {
                 ops::make_dir(&dir, &file_name, &meta).map_err(fail)?;
@@ -185,7 +218,9 @@ impl Layer<'_> {
                 ops::write_file(&dir, &file_name, &meta, &mut entry).map_err(fail)?;
             }
             t if t.is_symlink() => {
-                let target = entry.link_name_bytes().ok_or_else(|| hostile("symlink without a target"))?;
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| hostile("symlink without a target"))?;
                 ops::make_symlink(&dir, &file_name, &target, &meta).map_err(fail)?;
             }
             t if t.is_hard_link() => {
@@ -194,12 +229,20 @@ impl Layer<'_> {
                     return ops::restore_times(&dir, &times).map_err(fail);
                 }
                 let tparent = target.parent().unwrap_or(Path::new(""));
-                let tname = target.file_name().ok_or_else(|| hostile("hardlink to the root"))?;
+                let tname = target
+                    .file_name()
+                    .ok_or_else(|| hostile("hardlink to the root"))?;
                 let tdir = self.parent_dir(tparent, &name, false)?.ok_or_else(|| {
-                    fail(io::Error::new(io::ErrorKind::NotFound, format!("hardlink target {} does not exist", target.display())))
+                    fail(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("hardlink target {} does not exist", target.display()),
+                    ))
                 })?;
                 ops::make_hardlink(&tdir, tname, &dir, &file_name).map_err(|e| {
-                    fail(io::Error::new(e.kind(), format!("link to {}: {e}", target.display())))
+                    fail(io::Error::new(
+                        e.kind(),
+                        format!("link to {}: {e}", target.display()),
+                    ))
                 })?;
             }
             t if t.is_fifo() || t.is_character_special() || t.is_block_special() => {
@@ -211,14 +254,20 @@ impl Layer<'_> {
             }
             other => tracing::debug!("skipping entry {name} of unsupported type {other:?}"),
         }
-        ops::restore_times(&dir, &times).map_err(|source| Error::Entry { entry: name.clone(), source })
+        ops::restore_times(&dir, &times).map_err(|source| Error::Entry {
+            entry: name.clone(),
+            source,
+        })
     }
 
     fn parent_times(&self, parent: &Path, entry: &str) -> Result<Option<ops::Times>, Error> {
         let Some(dir) = self.resolve(parent, entry, OFlags::RDONLY | OFlags::DIRECTORY)? else {
             return Ok(None);
         };
-        ops::times_of(&dir).map(Some).map_err(|source| Error::Entry { entry: entry.to_owned(), source })
+        ops::times_of(&dir).map(Some).map_err(|source| Error::Entry {
+            entry: entry.to_owned(),
+            source,
+        })
     }
 
     fn restore_times(&self, parent: &Path, entry: &str, times: Option<ops::Times>) -> Result<(), Error> {
@@ -226,7 +275,10 @@ impl Layer<'_> {
         let Some(dir) = self.resolve(parent, entry, OFlags::RDONLY | OFlags::DIRECTORY)? else {
             return Ok(());
         };
-        ops::restore_times(&dir, &times).map_err(|source| Error::Entry { entry: entry.to_owned(), source })
+        ops::restore_times(&dir, &times).map_err(|source| Error::Entry {
+            entry: entry.to_owned(),
+            source,
+        })
     }
 
     fn mark_touched(&mut self, rel: &Path) {
@@ -251,11 +303,19 @@ impl Layer<'_> {
     /// created instead (inside the root), as `mkdir -p` in the container would.
     fn create_dirs(&self, rel: &Path, entry: &str, depth: usize) -> Result<OwnedFd, Error> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY;
-        let fail = |what: String, kind: io::ErrorKind| Error::Entry { entry: entry.to_owned(), source: io::Error::new(kind, what) };
+        let fail = |what: String, kind: io::ErrorKind| Error::Entry {
+            entry: entry.to_owned(),
+            source: io::Error::new(kind, what),
+        };
         if depth > 40 {
-            return Err(fail(format!("too many symlinks creating {}", rel.display()), io::ErrorKind::InvalidInput));
+            return Err(fail(
+                format!("too many symlinks creating {}", rel.display()),
+                io::ErrorKind::InvalidInput,
+            ));
         }
-        let mut current = self.resolve(Path::new(""), entry, flags)?.expect("the root exists");
+        let mut current = self
+            .resolve(Path::new(""), entry, flags)?
+            .expect("the root exists");
         let mut prefix = PathBuf::new();
         for component in rel.components() {
             let parent = prefix.clone();
@@ -265,21 +325,37 @@ impl Layer<'_> {
                 continue;
             }
             let name = component.as_os_str();
-            let kind = path::kind_at(&current, name).map_err(|source| Error::Entry { entry: entry.to_owned(), source })?;
+            let kind = path::kind_at(&current, name).map_err(|source| Error::Entry {
+                entry: entry.to_owned(),
+                source,
+            })?;
             if kind == Some(rustix::fs::FileType::Symlink) {
-                let target = rustix::fs::readlinkat(&current, name, Vec::new())
-                    .map_err(|e| Error::Entry { entry: entry.to_owned(), source: e.into() })?;
+                let target =
+                    rustix::fs::readlinkat(&current, name, Vec::new()).map_err(|e| Error::Entry {
+                        entry: entry.to_owned(),
+                        source: e.into(),
+                    })?;
                 let target = Path::new(std::ffi::OsStr::from_bytes(target.as_bytes()));
-                let joined = if target.is_absolute() { target.to_path_buf() } else { parent.join(target) };
+                let joined = if target.is_absolute() {
+                    target.to_path_buf()
+                } else {
+                    parent.join(target)
+                };
                 self.create_dirs(&lexical(&joined), entry, depth + 1)?;
             } else {
                 ops::make_dir(&current, name, &ops::Meta::implicit_dir()).map_err(|source| {
-                    fail(format!("create parent {}: {source}", prefix.display()), source.kind())
+                    fail(
+                        format!("create parent {}: {source}", prefix.display()),
+                        source.kind(),
+                    )
                 })?;
             }
-            current = self
-                .resolve(&prefix, entry, flags)?
-                .ok_or_else(|| fail(format!("parent {} is not a directory", prefix.display()), io::ErrorKind::NotFound))?;
+            current = self.resolve(&prefix, entry, flags)?.ok_or_else(|| {
+                fail(
+                    format!("parent {} is not a directory", prefix.display()),
+                    io::ErrorKind::NotFound,
+                )
+            })?;
         }
         Ok(current)
     }
@@ -290,11 +366,21 @@ impl Layer<'_> {
             Ok(Resolved::Missing) => Ok(None),
             Err(ResolveError::Escape { symlink }) => Err(Error::Hostile {
                 entry: entry.to_owned(),
-                reason: format!("its path goes through symlink {:?}, which points outside the rootfs", symlink.display().to_string()),
+                reason: format!(
+                    "its path goes through symlink {:?}, which points outside the rootfs",
+                    symlink.display().to_string()
+                ),
             }),
             Err(ResolveError::NoOpenat2) => Err(Error::NoOpenat2),
-            Err(ResolveError::Io(e)) if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) => Ok(None),
-            Err(ResolveError::Io(source)) => Err(Error::Entry { entry: entry.to_owned(), source }),
+            Err(ResolveError::Io(e))
+                if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) =>
+            {
+                Ok(None)
+            }
+            Err(ResolveError::Io(source)) => Err(Error::Entry {
+                entry: entry.to_owned(),
+                source,
+            }),
         }
     }
 
@@ -307,19 +393,28 @@ impl Layer<'_> {
             return Ok(());
         };
         if !self.touched.contains(rel) {
-            return ops::remove_all(&dir, name).map_err(|source| Error::Entry { entry: entry.to_owned(), source });
+            return ops::remove_all(&dir, name).map_err(|source| Error::Entry {
+                entry: entry.to_owned(),
+                source,
+            });
         }
         // This layer wrote something here: keep it, but hide what lies below it.
         match path::kind_at(&dir, name) {
             Ok(Some(rustix::fs::FileType::Directory)) => self.hide_lower_children(rel, entry),
             Ok(_) => Ok(()),
-            Err(source) => Err(Error::Entry { entry: entry.to_owned(), source }),
+            Err(source) => Err(Error::Entry {
+                entry: entry.to_owned(),
+                source,
+            }),
         }
     }
 
     /// `.wh..wh..opq`: hides every lower-layer child of `rel`.
     fn hide_lower_children(&self, rel: &Path, entry: &str) -> Result<(), Error> {
-        let fail = |source| Error::Entry { entry: entry.to_owned(), source };
+        let fail = |source| Error::Entry {
+            entry: entry.to_owned(),
+            source,
+        };
         let Some(dir) = self.resolve(rel, entry, OFlags::RDONLY | OFlags::DIRECTORY)? else {
             return Ok(());
         };
@@ -329,4 +424,3 @@ impl Layer<'_> {
         Ok(())
     }
 }
-

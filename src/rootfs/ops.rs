@@ -37,7 +37,11 @@ impl Meta {
 
     /// A parent directory the layer did not list: `0755`, owned by us, time of creation.
     pub(super) fn implicit_dir() -> Self {
-        Self { mode: 0o755, owner: None, mtime: None }
+        Self {
+            mode: 0o755,
+            owner: None,
+            mtime: None,
+        }
     }
 
     /// chown, then chmod (chown clears setuid/setgid), then the times.
@@ -55,14 +59,31 @@ impl Meta {
     /// The same for something we cannot open (symlinks, device nodes, FIFOs).
     fn apply_at(&self, dir: &OwnedFd, name: &OsStr, chmod: bool) -> io::Result<()> {
         if let Some((uid, gid)) = self.owner {
-            rustix::fs::chownat(dir, name, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), AtFlags::SYMLINK_NOFOLLOW)?;
+            rustix::fs::chownat(
+                dir,
+                name,
+                Some(Uid::from_raw(uid)),
+                Some(Gid::from_raw(gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )?;
         }
         if chmod {
             rustix::fs::chmodat(dir, name, Mode::from_raw_mode(self.mode), AtFlags::empty())?;
         }
         if let Some(mtime) = self.mtime {
-            let t = Timespec { tv_sec: mtime, tv_nsec: 0 };
-            rustix::fs::utimensat(dir, name, &Timestamps { last_access: t, last_modification: t }, AtFlags::SYMLINK_NOFOLLOW)?;
+            let t = Timespec {
+                tv_sec: mtime,
+                tv_nsec: 0,
+            };
+            rustix::fs::utimensat(
+                dir,
+                name,
+                &Timestamps {
+                    last_access: t,
+                    last_modification: t,
+                },
+                AtFlags::SYMLINK_NOFOLLOW,
+            )?;
         }
         Ok(())
     }
@@ -74,9 +95,17 @@ pub(super) struct Times(Timestamps);
 /// Reads a directory's times.
 pub(super) fn times_of(fd: &OwnedFd) -> io::Result<Times> {
     let st = rustix::fs::fstat(fd)?;
+    // nanoseconds are below 10^9, so they always fit
+    let nanos = |n| i64::try_from(n).unwrap_or(0);
     Ok(Times(Timestamps {
-        last_access: Timespec { tv_sec: st.st_atime, tv_nsec: st.st_atime_nsec as _ },
-        last_modification: Timespec { tv_sec: st.st_mtime, tv_nsec: st.st_mtime_nsec as _ },
+        last_access: Timespec {
+            tv_sec: st.st_atime,
+            tv_nsec: nanos(st.st_atime_nsec),
+        },
+        last_modification: Timespec {
+            tv_sec: st.st_mtime,
+            tv_nsec: nanos(st.st_mtime_nsec),
+        },
     }))
 }
 
@@ -87,8 +116,17 @@ pub(super) fn restore_times(fd: &OwnedFd, times: &Times) -> io::Result<()> {
 
 /// Sets access and modification time.
 pub(super) fn set_times(fd: impl AsFd, mtime: i64) -> io::Result<()> {
-    let t = Timespec { tv_sec: mtime, tv_nsec: 0 };
-    Ok(rustix::fs::futimens(fd, &Timestamps { last_access: t, last_modification: t })?)
+    let t = Timespec {
+        tv_sec: mtime,
+        tv_nsec: 0,
+    };
+    Ok(rustix::fs::futimens(
+        fd,
+        &Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+    )?)
 }
 
 /// A directory: merged into an existing one, replacing anything else.
@@ -101,12 +139,22 @@ pub(super) fn make_dir(dir: &OwnedFd, name: &OsStr, meta: &Meta) -> io::Result<(
         }
         None => rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700))?,
     }
-    let fd = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     meta.apply_to(&fd)
 }
 
 /// A regular file with `content`.
-pub(super) fn write_file(dir: &OwnedFd, name: &OsStr, meta: &Meta, content: &mut impl Read) -> io::Result<()> {
+pub(super) fn write_file(
+    dir: &OwnedFd,
+    name: &OsStr,
+    meta: &Meta,
+    content: &mut impl Read,
+) -> io::Result<()> {
     remove_all(dir, name)?;
     let flags = OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600))?;
@@ -136,13 +184,30 @@ pub(super) fn make_symlink(dir: &OwnedFd, name: &OsStr, target: &[u8], meta: &Me
 }
 
 /// A hardlink at `(dir, name)` to the existing `(target_dir, target_name)`.
-pub(super) fn make_hardlink(target_dir: &OwnedFd, target_name: &OsStr, dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
+pub(super) fn make_hardlink(
+    target_dir: &OwnedFd,
+    target_name: &OsStr,
+    dir: &OwnedFd,
+    name: &OsStr,
+) -> io::Result<()> {
     remove_all(dir, name)?;
-    Ok(rustix::fs::linkat(target_dir, target_name, dir, name, AtFlags::empty())?)
+    Ok(rustix::fs::linkat(
+        target_dir,
+        target_name,
+        dir,
+        name,
+        AtFlags::empty(),
+    )?)
 }
 
 /// A FIFO or device node. Returns `false` when a device may not be created here.
-pub(super) fn make_node(dir: &OwnedFd, name: &OsStr, kind: tar::EntryType, meta: &Meta, header: &tar::Header) -> io::Result<bool> {
+pub(super) fn make_node(
+    dir: &OwnedFd,
+    name: &OsStr,
+    kind: tar::EntryType,
+    meta: &Meta,
+    header: &tar::Header,
+) -> io::Result<bool> {
     let file_type = if kind.is_fifo() {
         FileType::Fifo
     } else if kind.is_character_special() {
@@ -172,7 +237,12 @@ pub(super) fn remove_all(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
     match kind_at(dir, name)? {
         None => Ok(()),
         Some(FileType::Directory) => {
-            let child = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+            let child = rustix::fs::openat(
+                dir,
+                name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
             for entry in list_dir(&child)? {
                 remove_all(&child, &entry)?;
             }

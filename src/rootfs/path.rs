@@ -47,7 +47,11 @@ pub(super) enum Resolved {
 
 /// Opens `rel` beneath `root` with `flags` (`O_PATH` or `O_RDONLY` plus `O_DIRECTORY`).
 pub(super) fn open_beneath(root: &OwnedFd, rel: &Path, flags: OFlags) -> Result<Resolved, ResolveError> {
-    let path: &Path = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+    let path: &Path = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
     let flags = flags | OFlags::CLOEXEC;
     let beneath = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
     match openat2(root, path, flags, Mode::empty(), beneath) {
@@ -126,7 +130,10 @@ fn escaping_symlink(root: &OwnedFd, path: &Path) -> io::Result<Option<PathBuf>> 
 }
 
 fn components(bytes: &[u8]) -> impl DoubleEndedIterator<Item = Vec<u8>> + '_ {
-    bytes.split(|b| *b == b'/').filter(|c| !c.is_empty()).map(<[u8]>::to_vec)
+    bytes
+        .split(|b| *b == b'/')
+        .filter(|c| !c.is_empty())
+        .map(<[u8]>::to_vec)
 }
 
 fn join(parts: &[Vec<u8>]) -> PathBuf {
@@ -176,7 +183,10 @@ mod tests {
         assert_eq!(esc("rootdots/x"), Some(PathBuf::from("rootdots")));
         assert_eq!(esc("missing/x"), None);
         // the real resolution: absolute symlinks land inside the root
-        assert!(matches!(open_beneath(&fd, Path::new("abs/b"), OFlags::PATH | OFlags::DIRECTORY), Ok(Resolved::Fd(_))));
+        assert!(matches!(
+            open_beneath(&fd, Path::new("abs/b"), OFlags::PATH | OFlags::DIRECTORY),
+            Ok(Resolved::Fd(_))
+        ));
         assert!(matches!(
             open_beneath(&fd, Path::new("a/b/up/x"), OFlags::PATH),
             Err(ResolveError::Escape { .. })

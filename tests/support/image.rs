@@ -48,11 +48,21 @@ impl Image {
 
     /// An image of the given layers, each as (blob bytes, uncompressed tar).
     pub fn from_layers(layers: Vec<(Vec<u8>, Vec<u8>)>, media_type: &'static str, arch: &str) -> Self {
-        Self::from_layers_with_config(layers, media_type, arch, serde_json::json!({"Env": ["PATH=/usr/bin:/bin"]}))
+        Self::from_layers_with_config(
+            layers,
+            media_type,
+            arch,
+            serde_json::json!({"Env": ["PATH=/usr/bin:/bin"]}),
+        )
     }
 
     /// The same with a given runtime `config` section.
-    pub fn from_layers_with_config(layers: Vec<(Vec<u8>, Vec<u8>)>, media_type: &'static str, arch: &str, runtime: serde_json::Value) -> Self {
+    pub fn from_layers_with_config(
+        layers: Vec<(Vec<u8>, Vec<u8>)>,
+        media_type: &'static str,
+        arch: &str,
+        runtime: serde_json::Value,
+    ) -> Self {
         let diff_ids: Vec<String> = layers.iter().map(|(_, tar)| sha256(tar)).collect();
         let layers: Vec<Blob> = layers.into_iter().map(|(blob, _)| Blob::new(blob)).collect();
         let config = Blob::new(
@@ -141,4 +151,3 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     enc.write_all(bytes).unwrap();
     enc.finish().unwrap()
 }
-

@@ -52,11 +52,24 @@ impl Layer {
     }
 
     pub fn file(&mut self, name: &str, content: &[u8], mode: u32) -> &mut Self {
-        self.entry(name, header(tar::EntryType::Regular, mode, content.len() as u64), content, None)
+        self.entry(
+            name,
+            header(tar::EntryType::Regular, mode, content.len() as u64),
+            content,
+            None,
+        )
     }
 
     /// A file with owner and mtime.
-    pub fn file_owned(&mut self, name: &str, content: &[u8], mode: u32, uid: u64, gid: u64, mtime: u64) -> &mut Self {
+    pub fn file_owned(
+        &mut self,
+        name: &str,
+        content: &[u8],
+        mode: u32,
+        uid: u64,
+        gid: u64,
+        mtime: u64,
+    ) -> &mut Self {
         let mut h = header(tar::EntryType::Regular, mode, content.len() as u64);
         h.set_uid(uid);
         h.set_gid(gid);
@@ -93,7 +106,11 @@ impl Layer {
     /// `dir/.wh.name`
     pub fn whiteout(&mut self, path: &str) -> &mut Self {
         let (dir, name) = path.rsplit_once('/').map_or(("", path), |(d, n)| (d, n));
-        let wh = if dir.is_empty() { format!(".wh.{name}") } else { format!("{dir}/.wh.{name}") };
+        let wh = if dir.is_empty() {
+            format!(".wh.{name}")
+        } else {
+            format!("{dir}/.wh.{name}")
+        };
         self.file(&wh, b"", 0o644)
     }
 

@@ -6,5 +6,5 @@ pub mod bin;
 pub mod fake;
 pub mod image;
 pub mod layer;
-pub mod tree;
 pub mod registry;
+pub mod tree;

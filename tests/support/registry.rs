@@ -293,7 +293,11 @@ impl Registry {
         std::fs::create_dir_all(dir).unwrap();
         let run = |cmd: &mut Command| {
             let out = cmd.output().unwrap();
-            assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{cmd:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         };
         let mut copy = Command::new("skopeo");
         copy.args(["copy", "-q", "--src-tls-verify=false"]);
@@ -306,16 +310,24 @@ impl Registry {
         if self.auth != Auth::None {
             copy.args(["--src-creds", &format!("{USER}:{PASSWORD}")]);
         }
-        run(copy.arg(format!("docker://{}/{name}@{digest}", self.host)).arg(format!("oci:{}:image", layout.display())));
+        run(copy
+            .arg(format!("docker://{}/{name}@{digest}", self.host))
+            .arg(format!("oci:{}:image", layout.display())));
         let bundle = dir.join("bundle");
-        run(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:image", layout.display())).arg(&bundle));
+        run(Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:image", layout.display()))
+            .arg(&bundle));
         bundle.join("rootfs")
     }
 
     /// The file holding blob `digest` in the registry's storage.
     pub fn blob_file(&self, digest: &str) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").unwrap();
-        self.dir.path().join(format!("data/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
+        self.dir.path().join(format!(
+            "data/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+            &hex[..2]
+        ))
     }
 
     /// The registry's own log (access log included).

@@ -48,12 +48,23 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, Node> {
             "other"
         };
         let group = if ft.is_file() && md.nlink() > 1 {
-            first_of_inode.entry((md.dev(), md.ino())).or_insert_with(|| rel.clone()).clone()
+            first_of_inode
+                .entry((md.dev(), md.ino()))
+                .or_insert_with(|| rel.clone())
+                .clone()
         } else {
             String::new()
         };
-        let content = if ft.is_file() { hex::encode(Sha256::digest(std::fs::read(&full).unwrap())) } else { String::new() };
-        let link = if ft.is_symlink() { std::fs::read_link(&full).unwrap().display().to_string() } else { String::new() };
+        let content = if ft.is_file() {
+            hex::encode(Sha256::digest(std::fs::read(&full).unwrap()))
+        } else {
+            String::new()
+        };
+        let link = if ft.is_symlink() {
+            std::fs::read_link(&full).unwrap().display().to_string()
+        } else {
+            String::new()
+        };
         out.insert(
             rel,
             Node {
@@ -89,7 +100,9 @@ pub fn diff(ours: &BTreeMap<String, Node>, theirs: &BTreeMap<String, Node>) -> V
     for (path, node) in ours {
         match theirs.get(path) {
             None => lines.push(format!("only in ours: {path} {node:?}")),
-            Some(other) if other != node => lines.push(format!("differs: {path}\n  ours:   {node:?}\n  theirs: {other:?}")),
+            Some(other) if other != node => lines.push(format!(
+                "differs: {path}\n  ours:   {node:?}\n  theirs: {other:?}"
+            )),
             Some(_) => {}
         }
     }
