@@ -239,11 +239,16 @@ async fn apply_layer(
                     .apply_layer(decoder)
                     .map_err(|e| LayerError::Unpack(Box::new(e)))
             });
-        match (applied, verified.verify()) {
-            // A corrupt blob usually breaks the inflater first; name the real cause.
-            (Ok(_) | Err(LayerError::Read(_) | LayerError::Unpack(_)), Err(VerifyOutcome::Mismatch(m))) => {
-                Err(LayerError::Verify(m))
+        // A refusal is about the layer's content, whatever its bytes hash to: stop at once.
+        // Any other failure may come from a corrupt blob breaking the inflater first, so
+        // read the rest and name the real cause when the digest is wrong.
+        if let Err(LayerError::Unpack(e)) = &applied {
+            if matches!(**e, crate::rootfs::Error::Hostile { .. } | crate::rootfs::Error::NoOpenat2) {
+                return applied;
             }
+        }
+        match (applied, verified.verify()) {
+            (_, Err(VerifyOutcome::Mismatch(m))) => Err(LayerError::Verify(m)),
             (Err(e), _) => Err(e),
             (Ok(_), Err(VerifyOutcome::Io(e))) => Err(LayerError::Read(e)),
             (Ok(stats), Ok(())) => Ok(stats),
