@@ -129,6 +129,58 @@ pub enum Error {
         #[source]
         source: Box<LayerError>,
     },
+    /// `params.image` matches nothing.
+    #[error("no files match glob '{pattern}'")]
+    NoMatch {
+        /// The glob.
+        pattern: String,
+    },
+    /// `params.image` matches several files.
+    #[error("too many files match glob '{pattern}': {matches}")]
+    SeveralMatches {
+        /// The glob.
+        pattern: String,
+        /// The matches, comma-separated.
+        matches: String,
+    },
+    /// `params.image` is not a valid glob.
+    #[error("invalid glob '{pattern}': {reason}")]
+    Glob {
+        /// The glob.
+        pattern: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The `additional_tags` file cannot be read.
+    #[error("read additional_tags file {path}")]
+    TagsFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A tag in the `additional_tags` file is not valid.
+    #[error("additional_tags file {path}")]
+    AdditionalTag {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with the tag.
+        #[source]
+        source: ReferenceError,
+    },
+    /// The image file cannot be pushed.
+    #[error(transparent)]
+    Archive(Box<crate::archive::ArchiveError>),
+    /// Pushing failed.
+    #[error("push to {repository}")]
+    Push {
+        /// `registry/repository`.
+        repository: String,
+        /// The registry failure.
+        #[source]
+        source: crate::registry::Error,
+    },
     /// A registry client could not be set up.
     #[error(transparent)]
     Registry(#[from] crate::registry::Error),

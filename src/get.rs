@@ -15,7 +15,7 @@ use crate::digest::{Digest, DigestReader, VerifyOutcome};
 use crate::error::{Error, LayerError, Result};
 use crate::manifest::{Descriptor, Document, ImageConfig, Manifest, Platform};
 use crate::metadata::{write_file, write_run_metadata, RunMetadata};
-use crate::progress::{human, Bar};
+use crate::progress::{human, Bar, Board};
 use crate::reference::{describe, Target};
 use crate::registry::{ChannelReader, Client};
 use crate::retry::Backoff;
@@ -98,9 +98,10 @@ pub async fn run(request: InRequest, dest: &Path, backoff: Backoff) -> Result<St
             let rootfs =
                 Arc::new(Rootfs::create(&dest.join("rootfs")).map_err(|e| Error::Rootfs(Box::new(e)))?);
             let count = image.manifest.layers.len();
+            let board = Board::new(draw);
             for (i, layer) in image.manifest.layers.iter().enumerate() {
                 let label = format!("layer {}/{count} {}", i + 1, short(&layer.digest));
-                let bar = Arc::new(Bar::new(label, layer.size, draw));
+                let bar = Arc::new(board.bar(label, layer.size));
                 let stats = apply_layer(&client, rootfs.clone(), layer, bar.clone())
                     .await
                     .map_err(|source| Error::Layer {
@@ -110,7 +111,7 @@ pub async fn run(request: InRequest, dest: &Path, backoff: Backoff) -> Result<St
                         digest: layer.digest.clone(),
                         source: Box::new(source),
                     })?;
-                bar.finish(&format!("{} entries", stats.entries));
+                bar.finish(layer.size, &format!("{} entries", stats.entries));
             }
             write_run_metadata(dest, &RunMetadata::from_config(&image.config)).map_err(|source| {
                 Error::Write {
@@ -208,6 +209,7 @@ impl Image {
             digest: digest.clone(),
             size: bytes.len() as u64,
             platform: None,
+            annotations: None,
         };
         Ok(Self {
             digest,
@@ -243,7 +245,10 @@ async fn apply_layer(
         // Any other failure may come from a corrupt blob breaking the inflater first, so
         // read the rest and name the real cause when the digest is wrong.
         if let Err(LayerError::Unpack(e)) = &applied {
-            if matches!(**e, crate::rootfs::Error::Hostile { .. } | crate::rootfs::Error::NoOpenat2) {
+            if matches!(
+                **e,
+                crate::rootfs::Error::Hostile { .. } | crate::rootfs::Error::NoOpenat2
+            ) {
                 return applied;
             }
         }
@@ -296,11 +301,11 @@ async fn write_tarball(
         )
         .map_err(write_error)?;
     let count = image.manifest.layers.len();
+    let board = Board::new(draw);
     for (i, layer) in image.manifest.layers.iter().enumerate() {
-        let bar = Arc::new(Bar::new(
+        let bar = Arc::new(board.bar(
             format!("layer {}/{count} {}", i + 1, short(&layer.digest)),
             layer.size,
-            draw,
         ));
         let (tx, reader) = ChannelReader::channel();
         let (digest, size) = (layer.digest.clone(), layer.size);
@@ -330,7 +335,7 @@ async fn write_tarball(
             .map_err(|e| layer_error(LayerError::Read(std::io::Error::other(e))))?;
         downloaded.map_err(|e| layer_error(LayerError::Download(e)))?;
         writer = joined.map_err(layer_error)?;
-        bar.finish(&human(layer.size));
+        bar.finish(layer.size, &human(layer.size));
     }
     let entry = ImageEntry {
         manifest: &image.descriptor,

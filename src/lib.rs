@@ -23,6 +23,7 @@
 // buy nothing measurable and cost clarity at every match.
 #![allow(clippy::result_large_err)]
 
+pub mod archive;
 pub mod auth;
 pub mod check;
 #[doc(hidden)]
@@ -34,6 +35,7 @@ pub mod get;
 pub mod manifest;
 pub mod metadata;
 pub mod progress;
+pub mod put;
 pub mod reference;
 pub mod registry;
 pub mod retry;

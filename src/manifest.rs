@@ -32,6 +32,9 @@ pub struct Descriptor {
     /// Platform, for an index's children.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
+    /// Annotations, such as an OCI layout's `org.opencontainers.image.ref.name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// An OS/architecture pair, with an optional CPU variant.
@@ -256,6 +259,7 @@ mod tests {
                 architecture: arch.into(),
                 variant: variant.map(Into::into),
             }),
+            annotations: None,
         };
         Index {
             media_type: None,

@@ -1,84 +1,119 @@
-//! Per-blob progress on stderr: one line per blob, redrawn with `\r` at most a few times a
-//! second, finished with a newline. It is drawn whether or not stderr is a terminal, because
-//! Concourse renders carriage returns in its build log. Drawing never blocks on anything but
-//! the write itself, and holds no lock while the download waits, so it cannot hang a step.
-//! With `debug: true` there are no bars, only debug log lines.
+//! Per-blob progress bars on stderr, one line each, for the blobs of one step.
+//!
+//! All bars of a step live on one board, redrawn together (cursor up, rewrite each line) at
+//! most four times a second and whenever a bar completes, so parallel uploads do not write
+//! over each other. They are drawn whether or not stderr is a terminal, because Concourse
+//! renders these ANSI sequences in its build log. Drawing holds the board's lock only to
+//! format and write, never while a transfer waits, so it cannot hang a step. With
+//! `debug: true` there are no bars, only debug log lines.
 
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const REDRAW_EVERY: Duration = Duration::from_millis(250);
 const WIDTH: usize = 30;
 
-/// Progress of one blob.
-pub struct Bar {
-    label: String,
-    total: u64,
+/// The bars of one step.
+pub struct Board {
     draw: bool,
-    /// When the bar was last drawn, and how far it was then.
-    last: Mutex<Option<(Instant, u64)>>,
+    state: Mutex<State>,
 }
 
-impl Bar {
-    /// A bar for `total` bytes labelled `label`; `draw: false` (debug mode) logs instead.
+#[derive(Default)]
+struct State {
+    bars: Vec<(String, u64, u64)>,
+    drawn: usize,
+    last: Option<Instant>,
+}
+
+impl Board {
+    /// A board; `draw: false` (debug mode) logs instead of drawing.
     #[must_use]
-    pub fn new(label: String, total: u64, draw: bool) -> Self {
-        if !draw {
-            tracing::debug!("{label}: fetching {}", human(total));
-        }
-        Self {
-            label,
-            total,
+    pub fn new(draw: bool) -> Arc<Self> {
+        Arc::new(Self {
             draw,
-            last: Mutex::new(None),
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// Adds a bar for `total` bytes.
+    #[must_use]
+    pub fn bar(self: &Arc<Self>, label: String, total: u64) -> Bar {
+        if !self.draw {
+            tracing::debug!("{label}: {}", human(total));
+        }
+        let index = match self.state.lock() {
+            Ok(mut s) => {
+                s.bars.push((label.clone(), 0, total));
+                s.bars.len() - 1
+            }
+            Err(_) => usize::MAX,
+        };
+        Bar {
+            board: self.clone(),
+            index,
+            label,
         }
     }
 
-    /// Records `done` bytes, redrawing when enough time has passed.
-    pub fn update(&self, done: u64) {
+    fn set(&self, index: usize, done: u64, force: bool) {
         if !self.draw {
             return;
         }
-        let Ok(mut last) = self.last.try_lock() else {
-            return;
-        };
-        if last.is_some_and(|(t, _)| t.elapsed() < REDRAW_EVERY) && done < self.total {
+        let Ok(mut s) = self.state.lock() else { return };
+        if let Some(bar) = s.bars.get_mut(index) {
+            bar.1 = done;
+        }
+        if !force && s.last.is_some_and(|t| t.elapsed() < REDRAW_EVERY) {
             return;
         }
-        *last = Some((Instant::now(), done));
-        self.render(done, false);
-    }
-
-    /// Draws the bar complete and ends its line.
-    pub fn finish(&self, summary: &str) {
-        if self.draw {
-            let drawn_complete = self
-                .last
-                .lock()
-                .is_ok_and(|l| l.is_some_and(|(_, d)| d >= self.total));
-            if drawn_complete {
-                let _ = std::io::stderr().write_all(b"\n");
-            } else {
-                self.render(self.total, true);
-            }
+        s.last = Some(Instant::now());
+        let mut out = String::new();
+        if s.drawn > 0 {
+            out.push_str(&format!("\x1b[{}A", s.drawn));
         }
-        tracing::debug!("{}: done, {summary}", self.label);
-    }
-
-    fn render(&self, done: u64, end: bool) {
-        let filled = (done.min(self.total) * WIDTH as u64)
-            .checked_div(self.total)
-            .map_or(WIDTH, |f| usize::try_from(f).unwrap_or(WIDTH));
-        let bar: String = "=".repeat(filled) + &" ".repeat(WIDTH - filled);
-        let line = format!("\r{} [{bar}] {} / {}", self.label, human(done), human(self.total));
+        for (label, done, total) in &s.bars {
+            out.push_str(&format!("\r\x1b[2K{}\n", line(label, *done, *total)));
+        }
+        s.drawn = s.bars.len();
         let mut err = std::io::stderr().lock();
-        let _ = err.write_all(line.as_bytes());
-        if end {
-            let _ = err.write_all(b"\n");
-        }
+        let _ = err.write_all(out.as_bytes());
         let _ = err.flush();
     }
+}
+
+/// One blob's bar.
+pub struct Bar {
+    board: Arc<Board>,
+    index: usize,
+    label: String,
+}
+
+impl Bar {
+    /// Records `done` bytes.
+    pub fn update(&self, done: u64) {
+        self.board.set(self.index, done, false);
+    }
+
+    /// Marks the bar complete.
+    pub fn finish(&self, total: u64, summary: &str) {
+        self.board.set(self.index, total, true);
+        tracing::debug!("{}: done, {summary}", self.label);
+    }
+}
+
+fn line(label: &str, done: u64, total: u64) -> String {
+    let filled = (done.min(total) * WIDTH as u64)
+        .checked_div(total)
+        .map_or(WIDTH, |f| usize::try_from(f).unwrap_or(WIDTH));
+    format!(
+        "{label} [{}{}] {} / {}",
+        "=".repeat(filled),
+        " ".repeat(WIDTH - filled),
+        human(done),
+        human(total)
+    )
 }
 
 /// `12.3 MiB`

@@ -95,7 +95,7 @@ pub enum Error {
         header: String,
     },
     /// A manifest's bytes did not hash to the digest they were fetched by.
-    #[error("manifest {url} hashes to {found}, not the requested digest")]
+    #[error("manifest {url} has digest {found}, not the one asked for or pushed")]
     ManifestDigest {
         /// Request URL.
         url: String,
@@ -117,6 +117,12 @@ pub enum Error {
         url: String,
         /// The limit.
         limit: usize,
+    },
+    /// An upload session without a `Location` to send the blob to.
+    #[error("POST {url} opened an upload but gave no Location header")]
+    NoLocation {
+        /// Request URL.
+        url: String,
     },
     /// A manifest larger than any real one; refusing it keeps memory bounded.
     #[error("manifest {url} is larger than {limit} bytes")]

@@ -13,6 +13,7 @@
 mod blob;
 mod error;
 mod token;
+mod upload;
 
 use reqwest::header::{HeaderValue, ACCEPT, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
@@ -40,6 +41,35 @@ pub struct Options {
     pub insecure: bool,
     /// Retry policy for every request.
     pub backoff: Backoff,
+}
+
+/// A request that can be sent again: its body, if any, is made afresh for each attempt.
+pub(crate) struct Call<'a> {
+    method: Method,
+    url: String,
+    headers: Vec<(reqwest::header::HeaderName, String)>,
+    body: Option<&'a (dyn Fn() -> reqwest::Body + Sync)>,
+}
+
+impl<'a> Call<'a> {
+    pub(crate) fn new(method: Method, url: String) -> Self {
+        Self {
+            method,
+            url,
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    pub(crate) fn header(mut self, name: reqwest::header::HeaderName, value: &str) -> Self {
+        self.headers.push((name, value.to_owned()));
+        self
+    }
+
+    pub(crate) fn body(mut self, body: &'a (dyn Fn() -> reqwest::Body + Sync)) -> Self {
+        self.body = Some(body);
+        self
+    }
 }
 
 /// The credentials to put on the next request.
@@ -183,8 +213,8 @@ impl Client {
             .await
     }
 
-    /// One attempt: send, answer one 401 challenge, send again. `range_from` asks for the
-    /// bytes from that offset on.
+    /// One attempt at `path` (under `/v2/<repository>/`): send, answer one 401 challenge,
+    /// send again. `range_from` asks for the bytes from that offset on.
     async fn attempt(
         &self,
         method: &Method,
@@ -192,50 +222,59 @@ impl Client {
         accept: &str,
         range_from: Option<u64>,
     ) -> Result<Response, Error> {
-        let url = self.url(path).await?;
+        let mut call = Call::new(method.clone(), self.url(path).await?).header(ACCEPT, accept);
+        if let Some(from) = range_from {
+            call = call.header(reqwest::header::RANGE, &format!("bytes={from}-"));
+        }
+        self.execute(&call).await
+    }
+
+    /// Sends `call`, answering one 401 challenge; a non-success status is an error.
+    async fn execute(&self, call: &Call<'_>) -> Result<Response, Error> {
+        let (method, url) = (&call.method, &call.url);
         let mut answered_challenge = false;
         loop {
             let auth = self.current_auth().await?;
             tracing::debug!("{method} {url}");
-            let response = self.send(method, &url, accept, range_from, &auth).await?;
+            let response = self.send(call, &auth).await?;
             let status = response.status();
             tracing::debug!("{method} {url} -> {status}");
             if status.is_success() {
                 return Ok(response);
             }
             if status != StatusCode::UNAUTHORIZED || answered_challenge {
-                return Err(self.status_error(method, &url, response).await);
+                return Err(self.status_error(method, url, response).await);
             }
             let Some(header) = response.headers().get(WWW_AUTHENTICATE).cloned() else {
-                return Err(self.status_error(method, &url, response).await);
+                return Err(self.status_error(method, url, response).await);
             };
             self.answer(&header).await?;
             answered_challenge = true;
         }
     }
 
-    async fn send(
-        &self,
-        method: &Method,
-        url: &str,
-        accept: &str,
-        range_from: Option<u64>,
-        auth: &Auth,
-    ) -> Result<Response, Error> {
-        let mut request = self.http.request(method.clone(), url).header(ACCEPT, accept);
-        if let Some(from) = range_from {
-            request = request.header(reqwest::header::RANGE, format!("bytes={from}-"));
+    async fn send(&self, call: &Call<'_>, auth: &Auth) -> Result<Response, Error> {
+        let mut request = self.http.request(call.method.clone(), &call.url);
+        for (name, value) in &call.headers {
+            request = request.header(name, value);
         }
-        match (auth, &self.credentials) {
-            (Auth::Basic, Credentials::Basic { username, password }) => {
-                request = request.basic_auth(username, Some(password.expose()));
+        if let Some(body) = call.body {
+            request = request.body(body());
+        }
+        // Credentials go to the registry only, never to a host it redirects uploads to.
+        let base = self.base.get().map_or("", String::as_str);
+        if call.url.starts_with(&format!("{base}/")) {
+            match (auth, &self.credentials) {
+                (Auth::Basic, Credentials::Basic { username, password }) => {
+                    request = request.basic_auth(username, Some(password.expose()));
+                }
+                (Auth::Bearer { token, .. }, _) => request = request.bearer_auth(token.value.expose()),
+                _ => {}
             }
-            (Auth::Bearer { token, .. }, _) => request = request.bearer_auth(token.value.expose()),
-            _ => {}
         }
         request.send().await.map_err(|source| Error::Transport {
-            method: method.clone(),
-            url: url.to_owned(),
+            method: call.method.clone(),
+            url: call.url.clone(),
             source,
         })
     }

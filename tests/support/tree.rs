@@ -16,13 +16,17 @@ pub struct Node {
     pub size: u64,
     pub content: String,
     pub link: String,
+    /// The mtime, or -1 for "set when unpacked" (at or after the snapshot's `since`):
+    /// directories an unpacker creates on its own get the current time, which differs by
+    /// a second between two unpackers.
     pub mtime: i64,
     /// The first path (in sorted order) sharing this inode, for hardlinked files.
     pub hardlink_group: String,
 }
 
-/// path (relative, `/`-separated) → node. The root itself is left out.
-pub fn snapshot(root: &Path) -> BTreeMap<String, Node> {
+/// path (relative, `/`-separated) → node. The root itself is left out. Times at or after
+/// `since` (seconds since the epoch) count as "unpack time".
+pub fn snapshot_since(root: &Path, since: i64) -> BTreeMap<String, Node> {
     let mut paths = Vec::new();
     walk(root, root, &mut paths);
     paths.sort();
@@ -75,12 +79,22 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, Node> {
                 size: if ft.is_file() { md.len() } else { 0 },
                 content,
                 link,
-                mtime: md.mtime(),
+                mtime: if md.mtime() >= since { -1 } else { md.mtime() },
                 hardlink_group: group,
             },
         );
     }
     out
+}
+
+/// [`snapshot_since`] with "unpack time" starting an hour ago: test images use older times.
+pub fn snapshot(root: &Path) -> BTreeMap<String, Node> {
+    let hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 3600;
+    snapshot_since(root, i64::try_from(hour_ago).unwrap())
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {

@@ -1,0 +1,599 @@
+//! Images on disk, as `out` finds them: a `docker save` tar, an OCI archive (an OCI image
+//! layout in a tar) or an OCI image layout directory.
+//!
+//! Nothing is extracted: a tar is indexed once (name → offset and size) and every blob is
+//! later read in place with a seek. What comes out is a push plan: the blobs, each with
+//! where its bytes are, and the manifests in the order they must be pushed. For OCI input
+//! the manifest bytes are pushed as they are, so digests survive; a `docker save` tar gets a
+//! Docker schema 2 manifest built from its config and layers, and layers stored uncompressed
+//! are gzip-compressed on the way out (deterministically, so a second push finds them).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::compression::Compression;
+use crate::digest::Digest;
+use crate::manifest::{Descriptor, Document, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+
+/// gzip level for layers compressed on the way out: fast, and fixed so output is repeatable.
+pub const GZIP_LEVEL: u32 = 1;
+
+/// Bytes of a file, at an offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The file.
+    pub path: PathBuf,
+    /// Where the bytes start.
+    pub offset: u64,
+    /// How many there are.
+    pub size: u64,
+}
+
+impl Location {
+    /// Opens the file positioned at the bytes, limited to them.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or seeked.
+    pub fn open(&self) -> io::Result<io::Take<File>> {
+        let mut f = File::open(&self.path)?;
+        f.seek(SeekFrom::Start(self.offset))?;
+        Ok(f.take(self.size))
+    }
+}
+
+/// Where a blob's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobData {
+    /// Pushed exactly as stored.
+    Stored(Location),
+    /// An uncompressed layer, gzip'd while it is pushed.
+    Gzip(Location),
+    /// Small bytes built in memory (a generated config).
+    Bytes(Vec<u8>),
+}
+
+/// A blob to push.
+#[derive(Debug, Clone)]
+pub struct Blob {
+    /// Its digest as pushed.
+    pub digest: Digest,
+    /// Its size as pushed.
+    pub size: u64,
+    /// Its bytes.
+    pub data: BlobData,
+}
+
+/// A manifest or index to push.
+#[derive(Debug, Clone)]
+pub struct ManifestToPush {
+    /// The exact bytes.
+    pub bytes: Vec<u8>,
+    /// Its media type, for `Content-Type`.
+    pub media_type: String,
+    /// sha256 of the bytes.
+    pub digest: Digest,
+}
+
+/// Everything to push for one image or index.
+#[derive(Debug, Clone)]
+pub struct PushPlan {
+    /// Every blob, each once.
+    pub blobs: Vec<Blob>,
+    /// Child manifests of an index, pushed by digest before the root.
+    pub children: Vec<ManifestToPush>,
+    /// The manifest or index the tags point at.
+    pub root: ManifestToPush,
+}
+
+/// Why an image file cannot be pushed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArchiveError {
+    /// Reading failed.
+    #[error("read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Neither a docker-save tar nor an OCI layout.
+    #[error("{path} is neither a `docker save` tar (manifest.json) nor an OCI image layout (oci-layout, index.json)")]
+    UnknownFormat {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A file the format requires is missing.
+    #[error("{path} has no {name}")]
+    Missing {
+        /// The archive.
+        path: PathBuf,
+        /// The missing member.
+        name: String,
+    },
+    /// A JSON document of the archive does not parse.
+    #[error("{name} in {path} is not valid")]
+    Json {
+        /// The archive.
+        path: PathBuf,
+        /// The member.
+        name: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The archive holds several images, and none is named after the tag.
+    #[error("{path} holds {count} images ({what}) and none is named {tag:?}; out pushes one")]
+    SeveralImages {
+        /// The archive.
+        path: PathBuf,
+        /// How many.
+        count: usize,
+        /// Which file lists them.
+        what: &'static str,
+        /// The source tag looked for.
+        tag: String,
+    },
+    /// A blob does not match its descriptor.
+    #[error("blob {digest} in {path} does not match its descriptor (digest or size)")]
+    BadBlob {
+        /// The archive.
+        path: PathBuf,
+        /// The descriptor's digest.
+        digest: Digest,
+    },
+    /// A manifest that is neither a manifest nor an index.
+    #[error("manifest {digest} in {path}")]
+    Manifest {
+        /// The archive.
+        path: PathBuf,
+        /// Its digest.
+        digest: Digest,
+        /// What is wrong.
+        #[source]
+        source: crate::manifest::ManifestError,
+    },
+}
+
+/// The files of an image, by name (tar members, or files of a directory).
+struct Files {
+    root: PathBuf,
+    /// tar member name → location; `None` for a directory, where names are paths.
+    members: Option<HashMap<String, Location>>,
+}
+
+impl Files {
+    fn tar(path: &Path) -> io::Result<Self> {
+        let mut archive = tar::Archive::new(File::open(path)?);
+        let mut members = HashMap::new();
+        let mut links = Vec::new();
+        for entry in archive.entries_with_seek()? {
+            let entry = entry?;
+            let name = normalize(&entry.path()?.to_string_lossy());
+            let kind = entry.header().entry_type();
+            if kind.is_symlink() || kind.is_hard_link() {
+                if let Some(target) = entry.link_name()? {
+                    let target = target.to_string_lossy().into_owned();
+                    // symlinks are relative to their directory, hardlinks to the archive root
+                    let resolved = if kind.is_symlink() && !target.starts_with('/') {
+                        normalize(
+                            &Path::new(&name)
+                                .parent()
+                                .unwrap_or(Path::new(""))
+                                .join(&target)
+                                .to_string_lossy(),
+                        )
+                    } else {
+                        normalize(&target)
+                    };
+                    links.push((name, resolved));
+                }
+                continue;
+            }
+            if kind.is_file() {
+                members.insert(
+                    name,
+                    Location {
+                        path: path.to_owned(),
+                        offset: entry.raw_file_position(),
+                        size: entry.size(),
+                    },
+                );
+            }
+        }
+        for (name, target) in links {
+            if let Some(loc) = members.get(&target).cloned() {
+                members.insert(name, loc);
+            }
+        }
+        Ok(Self {
+            root: path.to_owned(),
+            members: Some(members),
+        })
+    }
+
+    fn dir(path: &Path) -> Self {
+        Self {
+            root: path.to_owned(),
+            members: None,
+        }
+    }
+
+    fn locate(&self, name: &str) -> io::Result<Option<Location>> {
+        match &self.members {
+            Some(m) => Ok(m.get(&normalize(name)).cloned()),
+            None => {
+                let path = self.root.join(normalize(name));
+                match std::fs::metadata(&path) {
+                    Ok(md) if md.is_file() => Ok(Some(Location {
+                        path,
+                        offset: 0,
+                        size: md.len(),
+                    })),
+                    Ok(_) => Ok(None),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    fn read_small(&self, name: &str) -> Result<Vec<u8>, ArchiveError> {
+        let loc = self
+            .locate(name)
+            .map_err(|source| self.read_error(source))?
+            .ok_or_else(|| ArchiveError::Missing {
+                path: self.root.clone(),
+                name: name.to_owned(),
+            })?;
+        let mut bytes = Vec::new();
+        loc.open()
+            .and_then(|mut r| r.read_to_end(&mut bytes))
+            .map_err(|source| self.read_error(source))?;
+        Ok(bytes)
+    }
+
+    fn read_error(&self, source: io::Error) -> ArchiveError {
+        ArchiveError::Read {
+            path: self.root.clone(),
+            source,
+        }
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, ArchiveError> {
+        let bytes = self.read_small(name)?;
+        serde_json::from_slice(&bytes).map_err(|source| ArchiveError::Json {
+            path: self.root.clone(),
+            name: name.to_owned(),
+            source,
+        })
+    }
+}
+
+/// `./a//b` → `a/b`
+fn normalize(name: &str) -> String {
+    name.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Reads the image at `path` (a tar file or a layout directory) into a push plan. An OCI
+/// layout that lists several images is narrowed to the one whose
+/// `org.opencontainers.image.ref.name` is `tag`.
+///
+/// # Errors
+/// An unreadable or unknown format, missing members, blobs that do not match.
+pub fn read_image(path: &Path, tag: &str) -> Result<PushPlan, ArchiveError> {
+    let read_error = |source| ArchiveError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let md = std::fs::metadata(path).map_err(read_error)?;
+    let files = if md.is_dir() {
+        Files::dir(path)
+    } else {
+        Files::tar(path).map_err(read_error)?
+    };
+    let has = |name: &str| files.locate(name).map(|l| l.is_some()).map_err(read_error);
+    if has("oci-layout")? && has("index.json")? {
+        read_oci(&files, tag)
+    } else if has("manifest.json")? {
+        read_docker(&files)
+    } else {
+        Err(ArchiveError::UnknownFormat {
+            path: path.to_owned(),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct LayoutIndex {
+    manifests: Vec<Descriptor>,
+}
+
+fn blob_name(digest: &Digest) -> String {
+    let (algorithm, hex) = digest
+        .as_str()
+        .split_once(':')
+        .unwrap_or(("sha256", digest.hex()));
+    format!("blobs/{algorithm}/{hex}")
+}
+
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+fn read_oci(files: &Files, tag: &str) -> Result<PushPlan, ArchiveError> {
+    let index: LayoutIndex = files.json("index.json")?;
+    let named = |d: &&Descriptor| {
+        d.annotations
+            .as_ref()
+            .and_then(|a| a.get(REF_NAME))
+            .is_some_and(|n| n == tag)
+    };
+    let root = match index.manifests.as_slice() {
+        [only] => only,
+        several => several
+            .iter()
+            .find(named)
+            .ok_or_else(|| ArchiveError::SeveralImages {
+                path: files.root.clone(),
+                count: several.len(),
+                what: "index.json",
+                tag: tag.to_owned(),
+            })?,
+    };
+    let mut plan = PushPlan {
+        blobs: Vec::new(),
+        children: Vec::new(),
+        root: read_manifest(files, root)?,
+    };
+    let mut pending = vec![plan.root.clone()];
+    while let Some(manifest) = pending.pop() {
+        let parsed = Document::parse(&manifest.bytes).map_err(|source| ArchiveError::Manifest {
+            path: files.root.clone(),
+            digest: manifest.digest.clone(),
+            source,
+        })?;
+        match parsed {
+            Document::Manifest(m) => {
+                for d in std::iter::once(&m.config).chain(&m.layers) {
+                    if plan.blobs.iter().any(|b| b.digest == d.digest) {
+                        continue;
+                    }
+                    let loc = locate_blob(files, d)?;
+                    plan.blobs.push(Blob {
+                        digest: d.digest.clone(),
+                        size: d.size,
+                        data: BlobData::Stored(loc),
+                    });
+                }
+            }
+            Document::Index(i) => {
+                for child in &i.manifests {
+                    let child = read_manifest(files, child)?;
+                    plan.children.insert(0, child.clone());
+                    pending.push(child);
+                }
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// Where a descriptor's blob is, checking its size (digests of large blobs are checked by
+/// the registry when they are pushed, and by us when small enough to read here).
+fn locate_blob(files: &Files, d: &Descriptor) -> Result<Location, ArchiveError> {
+    let loc = files
+        .locate(&blob_name(&d.digest))
+        .map_err(|source| files.read_error(source))?
+        .ok_or_else(|| ArchiveError::Missing {
+            path: files.root.clone(),
+            name: blob_name(&d.digest),
+        })?;
+    if loc.size != d.size {
+        return Err(ArchiveError::BadBlob {
+            path: files.root.clone(),
+            digest: d.digest.clone(),
+        });
+    }
+    Ok(loc)
+}
+
+fn read_manifest(files: &Files, d: &Descriptor) -> Result<ManifestToPush, ArchiveError> {
+    let loc = locate_blob(files, d)?;
+    let mut bytes = Vec::new();
+    loc.open()
+        .and_then(|mut r| r.read_to_end(&mut bytes))
+        .map_err(|source| files.read_error(source))?;
+    if Digest::sha256(&bytes) != d.digest {
+        return Err(ArchiveError::BadBlob {
+            path: files.root.clone(),
+            digest: d.digest.clone(),
+        });
+    }
+    let media_type = if d.media_type.is_empty() {
+        // mediaType is optional in a descriptor; the document itself may say
+        match Document::parse(&bytes) {
+            Ok(Document::Index(_)) => OCI_INDEX.to_owned(),
+            _ => OCI_MANIFEST.to_owned(),
+        }
+    } else {
+        d.media_type.clone()
+    };
+    Ok(ManifestToPush {
+        bytes,
+        media_type,
+        digest: d.digest.clone(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerEntry {
+    config: String,
+    layers: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DockerManifest<'a> {
+    schema_version: u32,
+    media_type: &'a str,
+    config: DockerDescriptor<'a>,
+    layers: Vec<DockerDescriptor<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DockerDescriptor<'a> {
+    media_type: &'a str,
+    size: u64,
+    digest: &'a Digest,
+}
+
+const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+const DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
+
+fn read_docker(files: &Files) -> Result<PushPlan, ArchiveError> {
+    let entries: Vec<DockerEntry> = files.json("manifest.json")?;
+    let [entry] = entries.as_slice() else {
+        return Err(ArchiveError::SeveralImages {
+            path: files.root.clone(),
+            count: entries.len(),
+            what: "manifest.json",
+            tag: String::new(),
+        });
+    };
+    let config = files.read_small(&entry.config)?;
+    let config_blob = Blob {
+        digest: Digest::sha256(&config),
+        size: config.len() as u64,
+        data: BlobData::Bytes(config),
+    };
+    let mut layers = Vec::new();
+    for name in &entry.layers {
+        let loc = files
+            .locate(name)
+            .map_err(|source| files.read_error(source))?
+            .ok_or_else(|| ArchiveError::Missing {
+                path: files.root.clone(),
+                name: name.clone(),
+            })?;
+        let (blob, media_type) = prepare_layer(loc).map_err(|source| files.read_error(source))?;
+        layers.push((blob, media_type));
+    }
+    let manifest = DockerManifest {
+        schema_version: 2,
+        media_type: DOCKER_MANIFEST,
+        config: DockerDescriptor {
+            media_type: DOCKER_CONFIG,
+            size: config_blob.size,
+            digest: &config_blob.digest,
+        },
+        layers: layers
+            .iter()
+            .map(|(b, t)| DockerDescriptor {
+                media_type: t,
+                size: b.size,
+                digest: &b.digest,
+            })
+            .collect(),
+    };
+    let bytes = serde_json::to_vec(&manifest).expect("manifests serialize");
+    let root = ManifestToPush {
+        digest: Digest::sha256(&bytes),
+        bytes,
+        media_type: DOCKER_MANIFEST.to_owned(),
+    };
+    let mut blobs = vec![config_blob];
+    for (b, _) in layers {
+        if !blobs.iter().any(|x| x.digest == b.digest) {
+            blobs.push(b);
+        }
+    }
+    Ok(PushPlan {
+        blobs,
+        children: Vec::new(),
+        root,
+    })
+}
+
+/// Hashes a stored layer, or gzips an uncompressed one to learn its digest and size.
+fn prepare_layer(loc: Location) -> io::Result<(Blob, &'static str)> {
+    let mut head = [0u8; 4];
+    let n = loc.open()?.read(&mut head)?;
+    let kind = Compression::sniff(&head[..n]);
+    let mut sink = HashingWriter::default();
+    if kind == Compression::None {
+        let mut gz = flate2::write::GzEncoder::new(&mut sink, flate2::Compression::new(GZIP_LEVEL));
+        io::copy(&mut loc.open()?, &mut gz)?;
+        gz.finish()?;
+        let (digest, size) = sink.finish();
+        return Ok((
+            Blob {
+                digest,
+                size,
+                data: BlobData::Gzip(loc),
+            },
+            DOCKER_LAYER_GZIP,
+        ));
+    }
+    io::copy(&mut loc.open()?, &mut sink)?;
+    let (digest, size) = sink.finish();
+    let media_type = if kind == Compression::Zstd {
+        DOCKER_LAYER_ZSTD
+    } else {
+        DOCKER_LAYER_GZIP
+    };
+    Ok((
+        Blob {
+            digest,
+            size,
+            data: BlobData::Stored(loc),
+        },
+        media_type,
+    ))
+}
+
+/// sha256 and length of what is written to it.
+#[derive(Default)]
+struct HashingWriter {
+    hasher: Sha256,
+    size: u64,
+}
+
+impl HashingWriter {
+    fn finish(self) -> (Digest, u64) {
+        let digest = format!("sha256:{}", hex::encode(self.hasher.finalize()));
+        (digest.parse().expect("sha256 hex is a digest"), self.size)
+    }
+}
+
+impl Write for HashingWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.hasher.update(buf);
+        self.size += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// gzip of a location's bytes at [`GZIP_LEVEL`], written to `out`: the same bytes
+/// [`read_image`] hashed.
+///
+/// # Errors
+/// Reading or writing fails.
+pub fn gzip_into(loc: &Location, out: impl Write) -> io::Result<()> {
+    let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::new(GZIP_LEVEL));
+    io::copy(&mut loc.open()?, &mut gz)?;
+    gz.finish()?.flush()
+}

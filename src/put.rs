@@ -1,0 +1,279 @@
+//! `out`: push the image file that `params.image` names, under the source tag and the
+//! additional tags.
+//!
+//! Everything that can be checked before touching the registry is: the glob, every tag, the
+//! archive's format and blobs. Then blobs the registry lacks are uploaded (a few at a time),
+//! each manifest is PUT only once all its blobs exist, an index's children go up by digest
+//! before the index, and the root manifest is PUT once per tag.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+
+use crate::archive::{gzip_into, read_image, Blob, BlobData, PushPlan};
+use crate::auth::{Credentials, Scope};
+use crate::check::options;
+use crate::error::{Error, Result};
+use crate::progress::{human, Bar, Board};
+use crate::reference::Tag;
+use crate::registry::Client;
+use crate::retry::Backoff;
+use crate::source::{MetadataField, OutRequest, StepResponse, Version};
+
+/// Blob uploads in flight at once.
+const PARALLEL_UPLOADS: usize = 4;
+
+/// Runs `out` for `request`, with paths relative to `src`.
+///
+/// # Errors
+/// An invalid request, a glob matching zero or several files, an unreadable image, a tag
+/// that is not valid, a registry failure.
+pub async fn run(request: OutRequest, src: &Path, backoff: Backoff) -> Result<StepResponse> {
+    let source = &request.source;
+    source.validate()?;
+    let repository = source.repository()?;
+    let mut tags = vec![source.tag()?];
+    if let Some(file) = &request.params.additional_tags {
+        for tag in read_tags(&src.join(file))? {
+            if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
+    }
+    let image_path = match_one(src, &request.params.image)?;
+    tracing::info!("reading {}", image_path.display());
+    let path = image_path.clone();
+    let tag_hint = tags[0].to_string();
+    let plan = tokio::task::spawn_blocking(move || read_image(&path, &tag_hint))
+        .await
+        .map_err(|e| Error::Write {
+            path: image_path.clone(),
+            source: std::io::Error::other(e),
+        })?
+        .map_err(|source| Error::Archive(Box::new(source)))?;
+
+    let client = Client::new(
+        repository.clone(),
+        Credentials::resolve(source),
+        Scope::Push,
+        &options(source, backoff),
+    )?;
+    let pushing = |source| Error::Push {
+        repository: repository.to_string(),
+        source,
+    };
+    push_blobs(&client, &plan, !source.debug).await.map_err(pushing)?;
+    for child in &plan.children {
+        client
+            .put_manifest(child.digest.as_str(), &child.media_type, &child.bytes)
+            .await
+            .map_err(pushing)?;
+    }
+    for tag in &tags {
+        let digest = client
+            .put_manifest(tag.as_str(), &plan.root.media_type, &plan.root.bytes)
+            .await
+            .map_err(pushing)?;
+        tracing::info!("pushed {repository}:{tag} ({digest})");
+    }
+    let tag_list: Vec<&str> = tags.iter().map(Tag::as_str).collect();
+    Ok(StepResponse {
+        version: Version {
+            tag: Some(tags[0].to_string()),
+            digest: plan.root.digest.clone(),
+        },
+        metadata: vec![
+            MetadataField {
+                name: "repository".into(),
+                value: source.repository.clone(),
+            },
+            MetadataField {
+                name: "tags".into(),
+                value: tag_list.join(" "),
+            },
+        ],
+    })
+}
+
+/// The one path `pattern` (a glob relative to `src`) matches.
+fn match_one(src: &Path, pattern: &str) -> Result<PathBuf> {
+    let full = format!("{}/{pattern}", glob::Pattern::escape(&src.to_string_lossy()));
+    let options = glob::MatchOptions {
+        require_literal_separator: true,
+        ..glob::MatchOptions::new()
+    };
+    let bad = |reason: String| Error::Glob {
+        pattern: pattern.to_owned(),
+        reason,
+    };
+    let matches: Vec<PathBuf> = glob::glob_with(&full, options)
+        .map_err(|e| bad(e.to_string()))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    match matches.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(Error::NoMatch {
+            pattern: pattern.to_owned(),
+        }),
+        several => Err(Error::SeveralMatches {
+            pattern: pattern.to_owned(),
+            matches: several
+                .iter()
+                .map(|p| p.strip_prefix(src).unwrap_or(p).display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// The whitespace-separated tags of `file`, each validated.
+fn read_tags(file: &Path) -> Result<Vec<Tag>> {
+    let text = std::fs::read_to_string(file).map_err(|source| Error::TagsFile {
+        path: file.to_owned(),
+        source,
+    })?;
+    text.split_whitespace()
+        .map(|t| {
+            Tag::parse(t).map_err(|source| Error::AdditionalTag {
+                path: file.to_owned(),
+                source,
+            })
+        })
+        .collect()
+}
+
+/// Uploads the blobs the registry lacks, a few at a time.
+async fn push_blobs(
+    client: &Client,
+    plan: &PushPlan,
+    draw: bool,
+) -> std::result::Result<(), crate::registry::Error> {
+    // One request first, alone, so the token is fetched once rather than by every upload.
+    let mut missing = Vec::new();
+    let mut blobs = plan.blobs.iter();
+    if let Some(first) = blobs.next() {
+        if !client.blob_exists(&first.digest).await? {
+            missing.push(first);
+        }
+    }
+    let rest: Vec<&Blob> = futures_util::stream::iter(blobs)
+        .map(|b| async move {
+            client
+                .blob_exists(&b.digest)
+                .await
+                .map(|exists| (!exists).then_some(b))
+        })
+        .buffered(PARALLEL_UPLOADS)
+        .try_filter_map(|b| async move { Ok(b) })
+        .try_collect()
+        .await?;
+    missing.extend(rest);
+    let present = plan.blobs.len() - missing.len();
+    if present > 0 {
+        tracing::info!(
+            "{present} of {} blobs already in {}",
+            plan.blobs.len(),
+            client.repository()
+        );
+    }
+    let count = missing.len();
+    let board = Board::new(draw);
+    futures_util::stream::iter(missing.into_iter().enumerate())
+        .map(|(i, blob)| {
+            upload(
+                client,
+                blob,
+                board.bar(format!("blob {}/{count} {}", i + 1, short(blob)), blob.size),
+            )
+        })
+        .buffer_unordered(PARALLEL_UPLOADS)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+fn short(blob: &Blob) -> String {
+    blob.digest.as_str().chars().take(19).collect()
+}
+
+async fn upload(client: &Client, blob: &Blob, bar: Bar) -> std::result::Result<(), crate::registry::Error> {
+    let bar = Arc::new(bar);
+    let body = {
+        let bar = bar.clone();
+        let data = blob.data.clone();
+        move || body_of(&data, bar.clone())
+    };
+    client.upload_blob(&blob.digest, blob.size, &body).await?;
+    bar.finish(blob.size, &human(blob.size));
+    Ok(())
+}
+
+/// A fresh request body for a blob, counting bytes into the progress bar.
+fn body_of(data: &BlobData, bar: Arc<Bar>) -> reqwest::Body {
+    let sent = Arc::new(AtomicU64::new(0));
+    let count = move |chunk: &Bytes| {
+        let done = sent.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
+        bar.update(done);
+    };
+    match data {
+        BlobData::Bytes(bytes) => {
+            count(&Bytes::from(bytes.clone()));
+            reqwest::Body::from(bytes.clone())
+        }
+        BlobData::Stored(loc) => {
+            let loc = loc.clone();
+            let stream = reader_stream(move |tx| {
+                let mut reader = loc.open()?;
+                let mut buf = vec![0u8; 256 * 1024];
+                loop {
+                    let n = reader.read(&mut buf)?;
+                    if n == 0 || tx.blocking_send(Ok(Bytes::copy_from_slice(&buf[..n]))).is_err() {
+                        return Ok(());
+                    }
+                }
+            });
+            reqwest::Body::wrap_stream(stream.inspect_ok(count))
+        }
+        BlobData::Gzip(loc) => {
+            let loc = loc.clone();
+            let stream = reader_stream(move |tx| gzip_into(&loc, ChannelWriter { tx }));
+            reqwest::Body::wrap_stream(stream.inspect_ok(count))
+        }
+    }
+}
+
+type Chunk = std::io::Result<Bytes>;
+
+/// Runs `produce` on a blocking thread and streams what it sends.
+fn reader_stream(
+    produce: impl FnOnce(&tokio::sync::mpsc::Sender<Chunk>) -> std::io::Result<()> + Send + 'static,
+) -> impl futures_util::Stream<Item = Chunk> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(8);
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = produce(&tx) {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+}
+
+/// A `Write` that sends what it is given down a channel, in chunks.
+struct ChannelWriter<'a> {
+    tx: &'a tokio::sync::mpsc::Sender<Chunk>,
+}
+
+impl std::io::Write for ChannelWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tx
+            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "upload ended"))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
