@@ -44,6 +44,7 @@ pub fn path(name: &str) -> &'static str {
     match name {
         "check" => env!("CARGO_BIN_EXE_check"),
         "in" => env!("CARGO_BIN_EXE_in"),
+        "out" => env!("CARGO_BIN_EXE_out"),
         other => panic!("unknown binary {other}"),
     }
 }

@@ -2,6 +2,7 @@
 //! registry cannot produce, and a runner for the built binaries.
 #![allow(dead_code)]
 
+pub mod archive;
 pub mod bin;
 pub mod fake;
 pub mod image;
