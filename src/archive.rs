@@ -226,21 +226,19 @@ impl Files {
     }
 
     fn locate(&self, name: &str) -> io::Result<Option<Location>> {
-        match &self.members {
-            Some(m) => Ok(m.get(&normalize(name)).cloned()),
-            None => {
-                let path = self.root.join(normalize(name));
-                match std::fs::metadata(&path) {
-                    Ok(md) if md.is_file() => Ok(Some(Location {
-                        path,
-                        offset: 0,
-                        size: md.len(),
-                    })),
-                    Ok(_) => Ok(None),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(e),
-                }
-            }
+        if let Some(m) = &self.members {
+            return Ok(m.get(&normalize(name)).cloned());
+        }
+        let path = self.root.join(normalize(name));
+        match std::fs::metadata(&path) {
+            Ok(md) if md.is_file() => Ok(Some(Location {
+                path,
+                offset: 0,
+                size: md.len(),
+            })),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
     }
 

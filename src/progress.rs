@@ -7,6 +7,7 @@
 //! format and write, never while a transfer waits, so it cannot hang a step. With
 //! `debug: true` there are no bars, only debug log lines.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -71,10 +72,10 @@ impl Board {
         s.last = Some(Instant::now());
         let mut out = String::new();
         if s.drawn > 0 {
-            out.push_str(&format!("\x1b[{}A", s.drawn));
+            let _ = write!(out, "\x1b[{}A", s.drawn);
         }
         for (label, done, total) in &s.bars {
-            out.push_str(&format!("\r\x1b[2K{}\n", line(label, *done, *total)));
+            let _ = writeln!(out, "\r\x1b[2K{}", line(label, *done, *total));
         }
         s.drawn = s.bars.len();
         let mut err = std::io::stderr().lock();

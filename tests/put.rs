@@ -15,12 +15,21 @@ use support::registry::{require, Auth, Registry, PASSWORD, USER};
 use support::tree;
 
 fn push(source: Value, params: Value, src: &Path) -> Output {
-    bin::run("out", &json!({"source": source, "params": params}), &[src.to_str().unwrap()])
+    bin::run(
+        "out",
+        &json!({"source": source, "params": params}),
+        &[src.to_str().unwrap()],
+    )
 }
 
 fn ok(out: &Output) -> Value {
     assert!(out.success, "out failed:\n{}", out.stderr);
-    assert_eq!(out.stdout.lines().count(), 1, "one JSON line on stdout: {:?}", out.stdout);
+    assert_eq!(
+        out.stdout.lines().count(),
+        1,
+        "one JSON line on stdout: {:?}",
+        out.stdout
+    );
     out.json()
 }
 
@@ -28,29 +37,53 @@ fn ok(out: &Output) -> Value {
 fn remote_digest(reg: &Registry, repo: &str, tag: &str) -> String {
     require("skopeo");
     let out = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false", "--creds", &format!("{USER}:{PASSWORD}")])
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            &format!("{USER}:{PASSWORD}"),
+        ])
         .arg(format!("docker://{}/{repo}:{tag}", reg.host))
         .output()
         .unwrap();
-    assert!(out.status.success(), "skopeo inspect {repo}:{tag}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "skopeo inspect {repo}:{tag}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     support::image::sha256(&out.stdout)
 }
 
 fn layers() -> Vec<Vec<u8>> {
     let mut l1 = Layer::new();
-    l1.dir("etc", 0o755).file("etc/os-release", b"ID=test\n", 0o644).symlink("etc/link", "os-release");
+    l1.dir("etc", 0o755)
+        .file("etc/os-release", b"ID=test\n", 0o644)
+        .symlink("etc/link", "os-release");
     let mut l2 = Layer::new();
-    l2.dir("app", 0o755).file("app/run.sh", b"#!/bin/sh\necho hi\n", 0o755).whiteout("etc/link");
+    l2.dir("app", 0o755)
+        .file("app/run.sh", b"#!/bin/sh\necho hi\n", 0o755)
+        .whiteout("etc/link");
     vec![l1.tar(), l2.tar()]
 }
 
 fn image() -> Image {
-    Image::from_layers(layers().into_iter().map(|t| (gzip(&t), t)).collect(), OCI_MANIFEST, "amd64")
+    Image::from_layers(
+        layers().into_iter().map(|t| (gzip(&t), t)).collect(),
+        OCI_MANIFEST,
+        "amd64",
+    )
 }
 
 fn expected_files(rootfs: &Path) {
-    assert_eq!(std::fs::read_to_string(rootfs.join("etc/os-release")).unwrap(), "ID=test\n");
-    assert_eq!(std::fs::read_to_string(rootfs.join("app/run.sh")).unwrap(), "#!/bin/sh\necho hi\n");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/os-release")).unwrap(),
+        "ID=test\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("app/run.sh")).unwrap(),
+        "#!/bin/sh\necho hi\n"
+    );
     assert!(!rootfs.join("etc/link").exists());
 }
 
@@ -98,7 +131,12 @@ fn docker_save_tars_with_compressed_and_plain_layers() {
     let work = tempfile::tempdir().unwrap();
     let img = image();
     let plain = layers();
-    docker_save(&img.config.bytes, &img.layers.iter().map(|l| l.bytes.clone()).collect::<Vec<_>>(), "x:1", &work.path().join("gz.tar"));
+    docker_save(
+        &img.config.bytes,
+        &img.layers.iter().map(|l| l.bytes.clone()).collect::<Vec<_>>(),
+        "x:1",
+        &work.path().join("gz.tar"),
+    );
     docker_save(&img.config.bytes, &plain, "x:1", &work.path().join("plain.tar"));
     let source = |repo: &str| json!({"repository": reg.repo(repo), "username": USER, "password": PASSWORD});
     let mut digests = Vec::new();
@@ -111,7 +149,11 @@ fn docker_save_tars_with_compressed_and_plain_layers() {
         digests.push(digest);
     }
     // compressing is deterministic: pushing the plain tar again makes the same digest
-    let again = ok(&push(source("docker-plain"), json!({"image": "plain.tar"}), work.path()));
+    let again = ok(&push(
+        source("docker-plain"),
+        json!({"image": "plain.tar"}),
+        work.path(),
+    ));
     assert_eq!(again["version"]["digest"], digests[1]);
 }
 
@@ -122,9 +164,17 @@ fn additional_tags_and_repushing_uploads_nothing() {
     let img = image();
     let digest = oci_archive(&[(&img, "amd64")], &work.path().join("image.tar"));
     std::fs::create_dir(work.path().join("tags")).unwrap();
-    std::fs::write(work.path().join("tags/list"), "  1.0.0\n1.0\t\t1\n\n   stable   latest\n").unwrap();
+    std::fs::write(
+        work.path().join("tags/list"),
+        "  1.0.0\n1.0\t\t1\n\n   stable   latest\n",
+    )
+    .unwrap();
     let source = json!({"repository": reg.repo("app")});
-    let response = ok(&push(source.clone(), json!({"image": "image.tar", "additional_tags": "tags/list"}), work.path()));
+    let response = ok(&push(
+        source.clone(),
+        json!({"image": "image.tar", "additional_tags": "tags/list"}),
+        work.path(),
+    ));
     assert_eq!(response["metadata"][1]["value"], "latest 1.0.0 1.0 1 stable");
     assert_eq!(response["version"], json!({"tag": "latest", "digest": digest}));
     for tag in ["latest", "1.0.0", "1.0", "1", "stable"] {
@@ -132,8 +182,16 @@ fn additional_tags_and_repushing_uploads_nothing() {
     }
     let uploads = |log: &str| log.matches("\"POST /v2/app/blobs/uploads/").count();
     let before = uploads(&reg.log());
-    assert_eq!(before, img.layers.len() + 1, "first push uploads config and layers once each");
-    ok(&push(source, json!({"image": "image.tar", "additional_tags": "tags/list"}), work.path()));
+    assert_eq!(
+        before,
+        img.layers.len() + 1,
+        "first push uploads config and layers once each"
+    );
+    ok(&push(
+        source,
+        json!({"image": "image.tar", "additional_tags": "tags/list"}),
+        work.path(),
+    ));
     assert_eq!(uploads(&reg.log()), before, "a second push uploads no blob");
 }
 
@@ -148,8 +206,15 @@ fn multi_platform_index_keeps_its_digest_and_in_fetches_each_platform() {
         Image::from_layers(vec![(gzip(&t), t)], OCI_MANIFEST, arch)
     };
     let (amd, arm) = (arch_image("amd64"), arch_image("arm64"));
-    let digest = oci_archive(&[(&arm, "arm64"), (&amd, "amd64")], &work.path().join("multi.tar"));
-    let response = ok(&push(json!({"repository": reg.repo("multi")}), json!({"image": "multi.tar"}), work.path()));
+    let digest = oci_archive(
+        &[(&arm, "arm64"), (&amd, "amd64")],
+        &work.path().join("multi.tar"),
+    );
+    let response = ok(&push(
+        json!({"repository": reg.repo("multi")}),
+        json!({"image": "multi.tar"}),
+        work.path(),
+    ));
     assert_eq!(response["version"]["digest"], digest);
     assert_eq!(remote_digest(&reg, "multi", "latest"), digest);
     for arch in ["amd64", "arm64"] {
@@ -174,11 +239,31 @@ fn errors_before_anything_is_pushed() {
     std::fs::write(work.path().join("bad-tags"), "good also:bad\n").unwrap();
     let source = json!({"repository": reg.repo("app"), "username": USER, "password": PASSWORD});
     let cases = [
-        (source.clone(), json!({"image": "nothing-*.tar"}), "no files match glob 'nothing-*.tar'"),
-        (source.clone(), json!({"image": "image-?.tar"}), "too many files match glob 'image-?.tar': image-a.tar, image-b.tar"),
-        (source.clone(), json!({"image": "image-a.tar", "additional_tags": "bad-tags"}), "\"also:bad\""),
-        (source.clone(), json!({"image": "image-a.tar", "additional_tags": "missing"}), "read additional_tags file"),
-        (json!({"repository": reg.repo("app"), "username": USER, "password": "wrong"}), json!({"image": "image-a.tar"}), "401"),
+        (
+            source.clone(),
+            json!({"image": "nothing-*.tar"}),
+            "no files match glob 'nothing-*.tar'",
+        ),
+        (
+            source.clone(),
+            json!({"image": "image-?.tar"}),
+            "too many files match glob 'image-?.tar': image-a.tar, image-b.tar",
+        ),
+        (
+            source.clone(),
+            json!({"image": "image-a.tar", "additional_tags": "bad-tags"}),
+            "\"also:bad\"",
+        ),
+        (
+            source.clone(),
+            json!({"image": "image-a.tar", "additional_tags": "missing"}),
+            "read additional_tags file",
+        ),
+        (
+            json!({"repository": reg.repo("app"), "username": USER, "password": "wrong"}),
+            json!({"image": "image-a.tar"}),
+            "401",
+        ),
         (source.clone(), json!({"image": "image-[ab"}), "invalid glob"),
     ];
     for (source, params, needle) in cases {
@@ -187,12 +272,23 @@ fn errors_before_anything_is_pushed() {
     }
     // nothing reached the registry: the repository has no tags
     let out = Command::new("skopeo")
-        .args(["list-tags", "--tls-verify=false", "--creds", &format!("{USER}:{PASSWORD}")])
+        .args([
+            "list-tags",
+            "--tls-verify=false",
+            "--creds",
+            &format!("{USER}:{PASSWORD}"),
+        ])
         .arg(format!("docker://{}", reg.repo("app")))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success() || !stdout.contains("latest"), "{stdout}");
-    let line = bin::run_with_timeout("out", &json!({"source": {"repository": "a"}, "params": {"image": "x"}}).to_string(), &[], std::time::Duration::from_secs(30)).error_line();
+    let line = bin::run_with_timeout(
+        "out",
+        &json!({"source": {"repository": "a"}, "params": {"image": "x"}}).to_string(),
+        &[],
+        std::time::Duration::from_secs(30),
+    )
+    .error_line();
     assert!(line.contains("sources path not specified"), "{line}");
 }

@@ -129,6 +129,13 @@ impl Rootfs {
     }
 }
 
+fn hostile(entry: &str, reason: &str) -> Error {
+    Error::Hostile {
+        entry: entry.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
 /// `a/./b/../c` → `a/c`, `/x` → `x`; `..` never climbs above the root (escapes were refused
 /// before we get here).
 fn lexical(path: &Path) -> PathBuf {
@@ -154,14 +161,10 @@ struct Layer<'a> {
 }
 
 impl Layer<'_> {
-    fn apply<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), Error> {
+    fn apply<R: Read>(&mut self, entry: tar::Entry<'_, R>) -> Result<(), Error> {
         let raw = entry.path().map_err(Error::Tar)?.into_owned();
         let name = raw.display().to_string();
-        let hostile = |reason: &str| Error::Hostile {
-            entry: name.clone(),
-            reason: reason.to_owned(),
-        };
-        let rel = entry_path(&raw).map_err(hostile)?;
+        let rel = entry_path(&raw).map_err(|reason| hostile(&name, reason))?;
         self.stats.entries += 1;
         let Some(file_name) = rel.file_name().map(OsStr::to_owned) else {
             return Ok(()); // the root itself: keep the directory we unpack into as it is
@@ -175,89 +178,95 @@ impl Layer<'_> {
         }
         if let Some(hidden) = file_name_str.strip_prefix(WHITEOUT_PREFIX) {
             if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
-                return Err(hostile("it whites out an invalid name"));
+                return Err(hostile(&name, "it whites out an invalid name"));
             }
             let times = self.parent_times(&parent, &name)?;
             self.remove_lower(&parent.join(hidden), &name)?;
             return self.restore_times(&parent, &name, times);
         }
         self.mark_touched(&rel);
+        self.write_entry(entry, &rel, &parent, &file_name, &name)
+    }
+
+    /// Writes a non-whiteout entry at `parent/file_name`.
+    fn write_entry<R: Read>(
+        &mut self,
+        mut entry: tar::Entry<'_, R>,
+        rel: &Path,
+        parent: &Path,
+        file_name: &OsStr,
+        name: &str,
+    ) -> Result<(), Error> {
         let header = entry.header().clone();
         let entry_type = header.entry_type();
+        // Check a hardlink's target before anything is written for the entry.
         let link_target = if entry_type.is_hard_link() {
             let target = entry
                 .link_name()
                 .map_err(Error::Tar)?
-                .ok_or_else(|| hostile("hardlink without a target"))?;
-            Some(entry_path(&target).map_err(|r| hostile(&format!("hardlink target: {r}")))?)
+                .ok_or_else(|| hostile(name, "hardlink without a target"))?;
+            Some(entry_path(&target).map_err(|r| hostile(name, &format!("hardlink target: {r}")))?)
         } else {
             None
         };
+        let fail = |source| Error::Entry {
+            entry: name.to_owned(),
+            source,
+        };
         let dir = self
-            .parent_dir(&parent, &name, true)?
+            .parent_dir(parent, name, true)?
             .expect("created parents exist");
         // An entry never changes its directory's times: those are the directory's own
         // entry's (the rule umoci follows, and the only one that makes them reproducible).
-        let times = ops::times_of(&dir).map_err(|source| Error::Entry {
-            entry: name.clone(),
-            source,
-        })?;
-        let meta = ops::Meta::from_header(&header, self.rootfs.as_root).map_err(|source| Error::Entry {
-            entry: name.clone(),
-            source,
-        })?;
-        let fail = |source| Error::Entry {
-            entry: name.clone(),
-            source,
-        };
+        let times = ops::times_of(&dir).map_err(fail)?;
+        let meta = ops::Meta::from_header(&header, self.rootfs.as_root).map_err(fail)?;
         match entry_type {
-            t if t.is_dir() => {
-                ops::make_dir(&dir, &file_name, &meta).map_err(fail)?;
-            }
+            t if t.is_dir() => ops::make_dir(&dir, file_name, &meta).map_err(fail)?,
             t if t.is_file() || t == tar::EntryType::Continuous || t == tar::EntryType::GNUSparse => {
-                ops::write_file(&dir, &file_name, &meta, &mut entry).map_err(fail)?;
+                ops::write_file(&dir, file_name, &meta, &mut entry).map_err(fail)?;
             }
             t if t.is_symlink() => {
                 let target = entry
                     .link_name_bytes()
-                    .ok_or_else(|| hostile("symlink without a target"))?;
-                ops::make_symlink(&dir, &file_name, &target, &meta).map_err(fail)?;
+                    .ok_or_else(|| hostile(name, "symlink without a target"))?;
+                ops::make_symlink(&dir, file_name, &target, &meta).map_err(fail)?;
             }
             t if t.is_hard_link() => {
                 let target = link_target.expect("set for hardlinks");
-                if target == rel {
-                    return ops::restore_times(&dir, &times).map_err(fail);
+                if target != rel {
+                    self.link(&target, &dir, file_name, name)?;
                 }
-                let tparent = target.parent().unwrap_or(Path::new(""));
-                let tname = target
-                    .file_name()
-                    .ok_or_else(|| hostile("hardlink to the root"))?;
-                let tdir = self.parent_dir(tparent, &name, false)?.ok_or_else(|| {
-                    fail(io::Error::new(
-                        io::ErrorKind::NotFound,
-                        format!("hardlink target {} does not exist", target.display()),
-                    ))
-                })?;
-                ops::make_hardlink(&tdir, tname, &dir, &file_name).map_err(|e| {
-                    fail(io::Error::new(
-                        e.kind(),
-                        format!("link to {}: {e}", target.display()),
-                    ))
-                })?;
             }
             t if t.is_fifo() || t.is_character_special() || t.is_block_special() => {
-                let created = ops::make_node(&dir, &file_name, t, &meta, &header).map_err(fail)?;
-                if !created {
+                if !ops::make_node(&dir, file_name, t, &meta, &header).map_err(fail)? {
                     tracing::debug!("skipping device node {name}: not allowed to create it here");
                     self.stats.skipped_devices += 1;
                 }
             }
             other => tracing::debug!("skipping entry {name} of unsupported type {other:?}"),
         }
-        ops::restore_times(&dir, &times).map_err(|source| Error::Entry {
-            entry: name.clone(),
-            source,
-        })
+        ops::restore_times(&dir, &times).map_err(fail)
+    }
+
+    /// A hardlink at `(dir, file_name)` to the root-relative `target`.
+    fn link(&self, target: &Path, dir: &OwnedFd, file_name: &OsStr, name: &str) -> Result<(), Error> {
+        let fail = |kind, what: String| Error::Entry {
+            entry: name.to_owned(),
+            source: io::Error::new(kind, what),
+        };
+        let tname = target
+            .file_name()
+            .ok_or_else(|| hostile(name, "hardlink to the root"))?;
+        let tdir = self
+            .parent_dir(target.parent().unwrap_or(Path::new("")), name, false)?
+            .ok_or_else(|| {
+                fail(
+                    io::ErrorKind::NotFound,
+                    format!("hardlink target {} does not exist", target.display()),
+                )
+            })?;
+        ops::make_hardlink(&tdir, tname, dir, file_name)
+            .map_err(|e| fail(e.kind(), format!("link to {}: {e}", target.display())))
     }
 
     fn parent_times(&self, parent: &Path, entry: &str) -> Result<Option<ops::Times>, Error> {

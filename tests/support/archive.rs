@@ -17,7 +17,10 @@ fn add(b: &mut tar::Builder<std::fs::File>, name: &str, bytes: &[u8]) {
 /// The files of an OCI layout holding `images` (under an index when there are several).
 /// Returns (name, bytes) pairs and the digest `index.json` points at.
 fn layout_files(images: &[(&Image, &str)], tag: &str) -> (Vec<(String, Vec<u8>)>, String) {
-    let mut files = vec![("oci-layout".to_owned(), br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec())];
+    let mut files = vec![(
+        "oci-layout".to_owned(),
+        br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+    )];
     let blob = |bytes: &[u8]| (format!("blobs/sha256/{}", &sha256(bytes)[7..]), bytes.to_vec());
     for (img, _) in images {
         files.push(blob(&img.manifest));
