@@ -1,18 +1,22 @@
 //! registry-image: a Concourse resource for OCI/Docker registries, without a Docker daemon.
 //!
 //! ```text
-//!  stdin JSON ─▶ source (wire types, validate) ─▶ check / get / put   (Concourse semantics)
+//!  stdin JSON ─▶ source (wire types, validate) ─▶ check / get / put    Concourse semantics
 //!                                                   │
-//!                    reference, digest, manifest ◀──┤
-//!                                                   ▼
-//!                          registry::Client ── auth (credentials), retry (Backoff)
-//!                                │  scheme probe, 401 challenge → token, typed errors
-//!                                ▼
-//!                      HTTPS/HTTP to the registry (reqwest, rustls)
+//!        ┌──────────────────────┬───────────────────┼──────────────────────┐
+//!        ▼                      ▼                   ▼                      ▼
+//!  registry::Client        rootfs (layers →      tarball (image.tar    archive (image files
+//!  auth, retry, token,     a directory, in-root  for `in`)             on disk for `out`)
+//!  blobs, uploads          resolution)
+//!        │                      ▲
+//!        └── HTTP body ─▶ DigestReader ─▶ compression ─▶ tar ─┘   (one layer, streamed)
+//!
+//!  pure types: reference, digest, manifest, secret, source, error
 //! ```
 //!
-//! Dependencies point one way: the steps use the registry client and the pure types; the
-//! registry client uses auth, retry and the pure types; the pure types use nothing.
+//! Dependencies point one way: the steps (`check`, `get`, `put`) use the registry client
+//! and the format modules; the format modules take readers and writers and never see a
+//! client; everything uses the pure types, which use nothing.
 #![deny(missing_docs)]
 #![warn(clippy::pedantic)]
 // Every fallible function returns this crate's documented `Error`; repeating the variants
