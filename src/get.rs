@@ -10,18 +10,21 @@ use std::sync::Arc;
 
 use crate::auth::{Credentials, Scope};
 use crate::check::options;
-use crate::compression::decompress;
 use crate::digest::{Digest, DigestReader, VerifyOutcome};
 use crate::error::{Error, LayerError, Result};
+use crate::fetch;
 use crate::manifest::{Descriptor, Document, ImageConfig, Manifest, Platform};
 use crate::metadata::{write_file, write_run_metadata, RunMetadata};
 use crate::progress::{human, Bar, Board};
 use crate::reference::{describe, Target};
 use crate::registry::{ChannelReader, Client};
 use crate::retry::Backoff;
-use crate::rootfs::{LayerStats, Rootfs};
+use crate::rootfs::Rootfs;
 use crate::source::{InRequest, MetadataField, StepResponse};
 use crate::tarball::{ImageEntry, TarballWriter};
+
+/// Layers downloading and inflating at once: the one being written and the next.
+const LAYERS_IN_FLIGHT: usize = 2;
 
 /// How `in` delivers the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,22 +100,7 @@ pub async fn run(request: InRequest, dest: &Path, backoff: Backoff) -> Result<St
         Format::Rootfs => {
             let rootfs =
                 Arc::new(Rootfs::create(&dest.join("rootfs")).map_err(|e| Error::Rootfs(Box::new(e)))?);
-            let count = image.manifest.layers.len();
-            let board = Board::new(draw);
-            for (i, layer) in image.manifest.layers.iter().enumerate() {
-                let label = format!("layer {}/{count} {}", i + 1, short(&layer.digest));
-                let bar = Arc::new(board.bar(label, layer.size));
-                let stats = apply_layer(&client, rootfs.clone(), layer, bar.clone())
-                    .await
-                    .map_err(|source| Error::Layer {
-                        image: describe(&repository, &Target::Digest(image.digest.clone())),
-                        index: i + 1,
-                        count,
-                        digest: layer.digest.clone(),
-                        source: Box::new(source),
-                    })?;
-                bar.finish(layer.size, &format!("{} entries", stats.entries));
-            }
+            apply_layers(&client, &image, rootfs, draw).await?;
             write_run_metadata(dest, &RunMetadata::from_config(&image.config)).map_err(|source| {
                 Error::Write {
                     path: dest.join("metadata.json"),
@@ -222,50 +210,53 @@ impl Image {
     }
 }
 
-/// Streams one layer into the rootfs: download on the runtime, verify + inflate + unpack on
-/// a blocking thread, joined by a bounded channel.
-async fn apply_layer(
-    client: &Arc<Client>,
-    rootfs: Arc<Rootfs>,
-    layer: &Descriptor,
-    bar: Arc<Bar>,
-) -> Result<LayerStats, LayerError> {
-    let (tx, reader) = ChannelReader::channel();
-    let (digest, size) = (layer.digest.clone(), layer.size);
-    let unpack = tokio::task::spawn_blocking(move || -> Result<LayerStats, LayerError> {
-        let mut verified = DigestReader::new(reader, digest, size);
-        let applied = decompress(&mut verified)
-            .map_err(LayerError::Read)
-            .and_then(|(_, decoder)| {
-                rootfs
-                    .apply_layer(decoder)
-                    .map_err(|e| LayerError::Unpack(Box::new(e)))
-            });
-        // A refusal is about the layer's content, whatever its bytes hash to: stop at once.
-        // Any other failure may come from a corrupt blob breaking the inflater first, so
-        // read the rest and name the real cause when the digest is wrong.
-        if let Err(LayerError::Unpack(e)) = &applied {
-            if matches!(
-                **e,
-                crate::rootfs::Error::Hostile { .. } | crate::rootfs::Error::NoOpenat2
-            ) {
-                return applied;
-            }
+/// Unpacks every layer in order, the next one downloading and inflating while the current
+/// one is written.
+async fn apply_layers(client: &Arc<Client>, image: &Image, rootfs: Arc<Rootfs>, draw: bool) -> Result<()> {
+    let layers = &image.manifest.layers;
+    let count = layers.len();
+    let board = Board::new(draw);
+    let bars: Vec<Arc<Bar>> = layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Arc::new(board.bar(format!("layer {}/{count} {}", i + 1, short(&l.digest)), l.size)))
+        .collect();
+    let mut started = std::collections::VecDeque::new();
+    let mut next = 0;
+    for (i, layer) in layers.iter().enumerate() {
+        while next < count && started.len() < LAYERS_IN_FLIGHT {
+            started.push_back(fetch::start(client, &layers[next], bars[next].clone()));
+            next += 1;
         }
-        match (applied, verified.verify()) {
-            (_, Err(VerifyOutcome::Mismatch(m))) => Err(LayerError::Verify(m)),
-            (Err(e), _) => Err(e),
-            (Ok(_), Err(VerifyOutcome::Io(e))) => Err(LayerError::Read(e)),
-            (Ok(stats), Ok(())) => Ok(stats),
-        }
-    });
-    let progress = move |done| bar.update(done);
-    let downloaded = client.stream_blob(&layer.digest, tx, &progress).await;
-    let unpacked = unpack
+        let (mut reader, tasks) = started.pop_front().expect("layer i was started").split();
+        let rootfs = rootfs.clone();
+        let applied = tokio::task::spawn_blocking(move || {
+            let stats = rootfs
+                .apply_layer(&mut reader)
+                .map_err(|e| LayerError::Unpack(Box::new(e)))?;
+            // what follows the tar's end (padding) still has to pass the digest check
+            std::io::copy(&mut reader, &mut std::io::sink()).map_err(LayerError::Read)?;
+            Ok(stats)
+        })
         .await
-        .map_err(|e| LayerError::Read(std::io::Error::other(e)))?;
-    downloaded.map_err(LayerError::Download)?;
-    unpacked
+        .map_err(|e| LayerError::Read(std::io::Error::other(e)))
+        .and_then(|r| r);
+        let refused = matches!(&applied, Err(LayerError::Unpack(e)) if matches!(**e, crate::rootfs::Error::Hostile { .. } | crate::rootfs::Error::NoOpenat2));
+        let result = if refused {
+            applied
+        } else {
+            tasks.finish(applied).await
+        };
+        let stats = result.map_err(|source| Error::Layer {
+            image: describe(client.repository(), &Target::Digest(image.digest.clone())),
+            index: i + 1,
+            count,
+            digest: layer.digest.clone(),
+            source: Box::new(source),
+        })?;
+        bars[i].finish(layer.size, &format!("{} entries", stats.entries));
+    }
+    Ok(())
 }
 
 /// Writes `image.tar`: each blob streams from the registry through verification into the

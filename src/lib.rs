@@ -35,6 +35,7 @@ pub mod cli;
 pub mod compression;
 pub mod digest;
 pub mod error;
+pub mod fetch;
 pub mod get;
 pub mod manifest;
 pub mod metadata;

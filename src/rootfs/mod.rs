@@ -17,7 +17,7 @@
 mod ops;
 mod path;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
@@ -83,7 +83,7 @@ pub struct LayerStats {
 /// A root filesystem being assembled.
 pub struct Rootfs {
     root: OwnedFd,
-    as_root: bool,
+    creator: ops::Creator,
 }
 
 impl Rootfs {
@@ -106,7 +106,7 @@ impl Rootfs {
         })?;
         Ok(Self {
             root,
-            as_root: rustix::process::geteuid().is_root(),
+            creator: ops::Creator::current(),
         })
     }
 
@@ -118,6 +118,8 @@ impl Rootfs {
         let mut layer = Layer {
             rootfs: self,
             touched: HashSet::new(),
+            parent: None,
+            saved_times: HashMap::new(),
             stats: LayerStats::default(),
         };
         let mut archive = tar::Archive::new(tar);
@@ -125,6 +127,7 @@ impl Rootfs {
             let entry = entry.map_err(Error::Tar)?;
             layer.apply(entry)?;
         }
+        layer.restore_saved_times();
         Ok(layer.stats)
     }
 }
@@ -157,6 +160,14 @@ struct Layer<'a> {
     rootfs: &'a Rootfs,
     /// Every path this layer wrote, and their parents: whiteouts leave them alone.
     touched: HashSet<PathBuf>,
+    /// The directory the last entry went into: entries come grouped by directory, so this
+    /// saves resolving the same path again and again. An entry only replaces a child of
+    /// its own parent, so only whiteouts (which remove any path) clear it.
+    parent: Option<(PathBuf, OwnedFd)>,
+    /// The times each directory had before this layer first changed it, or its own entry's.
+    /// An entry never changes its directory's times (the rule umoci follows, and the only
+    /// one that makes them reproducible): they are put back when the layer ends.
+    saved_times: HashMap<PathBuf, ops::Times>,
     stats: LayerStats,
 }
 
@@ -172,17 +183,17 @@ impl Layer<'_> {
         let parent = rel.parent().unwrap_or(Path::new("")).to_owned();
         let file_name_str = file_name.to_string_lossy();
         if file_name_str == OPAQUE {
-            let times = self.parent_times(&parent, &name)?;
-            self.hide_lower_children(&parent, &name)?;
-            return self.restore_times(&parent, &name, times);
+            self.parent = None;
+            self.save_times(&parent, &name)?;
+            return self.hide_lower_children(&parent, &name);
         }
         if let Some(hidden) = file_name_str.strip_prefix(WHITEOUT_PREFIX) {
             if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
                 return Err(hostile(&name, "it whites out an invalid name"));
             }
-            let times = self.parent_times(&parent, &name)?;
-            self.remove_lower(&parent.join(hidden), &name)?;
-            return self.restore_times(&parent, &name, times);
+            self.parent = None;
+            self.save_times(&parent, &name)?;
+            return self.remove_lower(&parent.join(hidden), &name);
         }
         self.mark_touched(&rel);
         self.write_entry(entry, &rel, &parent, &file_name, &name)
@@ -213,43 +224,64 @@ impl Layer<'_> {
             entry: name.to_owned(),
             source,
         };
-        let dir = self
-            .parent_dir(parent, name, true)?
-            .expect("created parents exist");
-        // An entry never changes its directory's times: those are the directory's own
-        // entry's (the rule umoci follows, and the only one that makes them reproducible).
-        let times = ops::times_of(&dir).map_err(fail)?;
-        let meta = ops::Meta::from_header(&header, self.rootfs.as_root).map_err(fail)?;
+        let meta = ops::Meta::from_header(&header, self.rootfs.creator).map_err(fail)?;
+        let creator = self.rootfs.creator;
+        let dir = self.enter(parent, name)?;
         match entry_type {
-            t if t.is_dir() => ops::make_dir(&dir, file_name, &meta).map_err(fail)?,
+            t if t.is_dir() => {
+                ops::make_dir(dir, file_name, &meta, creator.umask).map_err(fail)?;
+                if let (Some(mtime), Some(saved)) = (meta.mtime(), self.saved_times.get_mut(rel)) {
+                    *saved = ops::Times::at(mtime);
+                }
+            }
             t if t.is_file() || t == tar::EntryType::Continuous || t == tar::EntryType::GNUSparse => {
-                ops::write_file(&dir, file_name, &meta, &mut entry).map_err(fail)?;
+                ops::write_file(dir, file_name, &meta, creator.umask, &mut entry).map_err(fail)?;
             }
             t if t.is_symlink() => {
                 let target = entry
                     .link_name_bytes()
                     .ok_or_else(|| hostile(name, "symlink without a target"))?;
-                ops::make_symlink(&dir, file_name, &target, &meta).map_err(fail)?;
+                ops::make_symlink(dir, file_name, &target, &meta).map_err(fail)?;
             }
             t if t.is_hard_link() => {
                 let target = link_target.expect("set for hardlinks");
                 if target != rel {
-                    self.link(&target, &dir, file_name, name)?;
+                    self.link(&target, file_name, name)?;
                 }
             }
             t if t.is_fifo() || t.is_character_special() || t.is_block_special() => {
-                if !ops::make_node(&dir, file_name, t, &meta, &header).map_err(fail)? {
+                if !ops::make_node(dir, file_name, t, &meta, &header, creator).map_err(fail)? {
                     tracing::debug!("skipping device node {name}: not allowed to create it here");
                     self.stats.skipped_devices += 1;
                 }
             }
             other => tracing::debug!("skipping entry {name} of unsupported type {other:?}"),
         }
-        ops::restore_times(&dir, &times).map_err(fail)
+        Ok(())
     }
 
-    /// A hardlink at `(dir, file_name)` to the root-relative `target`.
-    fn link(&self, target: &Path, dir: &OwnedFd, file_name: &OsStr, name: &str) -> Result<(), Error> {
+    /// The directory `parent`, created if missing, from the cache when the previous entry
+    /// went there too; its times are saved the first time this layer touches it.
+    fn enter(&mut self, parent: &Path, name: &str) -> Result<&OwnedFd, Error> {
+        if self.parent.as_ref().is_none_or(|(p, _)| p != parent) {
+            let fd = self
+                .parent_dir(parent, name, true)?
+                .expect("created parents exist");
+            if !self.saved_times.contains_key(parent) {
+                let times = ops::times_of(&fd).map_err(|source| Error::Entry {
+                    entry: name.to_owned(),
+                    source,
+                })?;
+                self.saved_times.insert(parent.to_owned(), times);
+            }
+            self.parent = Some((parent.to_owned(), fd));
+        }
+        Ok(&self.parent.as_ref().expect("just set").1)
+    }
+
+    /// A hardlink at `(current parent, file_name)` to the root-relative `target`.
+    fn link(&self, target: &Path, file_name: &OsStr, name: &str) -> Result<(), Error> {
+        let dir = &self.parent.as_ref().expect("entered").1;
         let fail = |kind, what: String| Error::Entry {
             entry: name.to_owned(),
             source: io::Error::new(kind, what),
@@ -266,28 +298,39 @@ impl Layer<'_> {
                 )
             })?;
         ops::make_hardlink(&tdir, tname, dir, file_name)
+            .map(|_| ())
             .map_err(|e| fail(e.kind(), format!("link to {}: {e}", target.display())))
     }
 
-    fn parent_times(&self, parent: &Path, entry: &str) -> Result<Option<ops::Times>, Error> {
-        let Some(dir) = self.resolve(parent, entry, OFlags::RDONLY | OFlags::DIRECTORY)? else {
-            return Ok(None);
-        };
-        ops::times_of(&dir).map(Some).map_err(|source| Error::Entry {
-            entry: entry.to_owned(),
-            source,
-        })
+    /// Saves `parent`'s times before a whiteout changes it.
+    fn save_times(&mut self, parent: &Path, entry: &str) -> Result<(), Error> {
+        if self.saved_times.contains_key(parent) {
+            return Ok(());
+        }
+        if let Some(dir) = self.resolve(parent, entry, OFlags::RDONLY | OFlags::DIRECTORY)? {
+            let times = ops::times_of(&dir).map_err(|source| Error::Entry {
+                entry: entry.to_owned(),
+                source,
+            })?;
+            self.saved_times.insert(parent.to_owned(), times);
+        }
+        Ok(())
     }
 
-    fn restore_times(&self, parent: &Path, entry: &str, times: Option<ops::Times>) -> Result<(), Error> {
-        let Some(times) = times else { return Ok(()) };
-        let Some(dir) = self.resolve(parent, entry, OFlags::RDONLY | OFlags::DIRECTORY)? else {
-            return Ok(());
-        };
-        ops::restore_times(&dir, &times).map_err(|source| Error::Entry {
-            entry: entry.to_owned(),
-            source,
-        })
+    /// Puts back the saved directory times. A directory that a later entry replaced or
+    /// removed has no times left to restore, so not finding one is not an error.
+    fn restore_saved_times(&mut self) {
+        self.parent = None;
+        for (path, times) in std::mem::take(&mut self.saved_times) {
+            let entry = path.display().to_string();
+            if let Ok(Some(fd)) = self.resolve(
+                &path,
+                &entry,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
+            ) {
+                let _ = ops::restore_times(&fd, &times);
+            }
+        }
     }
 
     fn mark_touched(&mut self, rel: &Path) {
@@ -352,7 +395,13 @@ impl Layer<'_> {
                 };
                 self.create_dirs(&lexical(&joined), entry, depth + 1)?;
             } else {
-                ops::make_dir(&current, name, &ops::Meta::implicit_dir()).map_err(|source| {
+                ops::make_dir(
+                    &current,
+                    name,
+                    &ops::Meta::implicit_dir(),
+                    self.rootfs.creator.umask,
+                )
+                .map_err(|source| {
                     fail(
                         format!("create parent {}: {source}", prefix.display()),
                         source.kind(),

@@ -16,26 +16,58 @@ use super::path::kind_at;
 /// Ownership, permissions and time of an entry.
 pub(super) struct Meta {
     mode: u32,
+    /// `Some` only when it must be applied: running as root, and not already ours.
     owner: Option<(u32, u32)>,
     mtime: Option<i64>,
 }
 
+/// Who we are and what our umask strips, read once per rootfs.
+#[derive(Clone, Copy)]
+pub(super) struct Creator {
+    /// `(euid, egid)` when running as root, so owners are applied.
+    pub(super) root: Option<(u32, u32)>,
+    /// The process umask, which `openat`/`mkdirat` modes pass through.
+    pub(super) umask: u32,
+}
+
+impl Creator {
+    pub(super) fn current() -> Self {
+        let euid = rustix::process::geteuid();
+        let root = euid
+            .is_root()
+            .then(|| (euid.as_raw(), rustix::process::getegid().as_raw()));
+        // umask can only be read by setting it: set it back at once.
+        let umask = rustix::process::umask(Mode::empty());
+        rustix::process::umask(umask);
+        Self {
+            root,
+            umask: umask.bits(),
+        }
+    }
+}
+
 impl Meta {
     /// From a tar header; owners only when we may apply them (running as root).
-    pub(super) fn from_header(header: &tar::Header, as_root: bool) -> io::Result<Self> {
+    pub(super) fn from_header(header: &tar::Header, creator: Creator) -> io::Result<Self> {
         let mode = header.mode()? & 0o7777;
-        let owner = if as_root {
-            let uid = u32::try_from(header.uid()?).map_err(|_| io::Error::other("uid out of range"))?;
-            let gid = u32::try_from(header.gid()?).map_err(|_| io::Error::other("gid out of range"))?;
-            Some((uid, gid))
-        } else {
-            None
+        let owner = match creator.root {
+            Some(us) => {
+                let uid = u32::try_from(header.uid()?).map_err(|_| io::Error::other("uid out of range"))?;
+                let gid = u32::try_from(header.gid()?).map_err(|_| io::Error::other("gid out of range"))?;
+                ((uid, gid) != us).then_some((uid, gid))
+            }
+            None => None,
         };
         let mtime = i64::try_from(header.mtime()?).ok();
         Ok(Self { mode, owner, mtime })
     }
 
     /// A parent directory the layer did not list: `0755`, owned by us, time of creation.
+    /// The entry's mtime, if it has one.
+    pub(super) fn mtime(&self) -> Option<i64> {
+        self.mtime
+    }
+
     pub(super) fn implicit_dir() -> Self {
         Self {
             mode: 0o755,
@@ -44,12 +76,15 @@ impl Meta {
         }
     }
 
-    /// chown, then chmod (chown clears setuid/setgid), then the times.
-    fn apply_to(&self, fd: &OwnedFd) -> io::Result<()> {
+    /// chown, then chmod when the created mode is not the final one (umask, special bits,
+    /// which chown clears anyway), then the times.
+    fn apply_to(&self, fd: &OwnedFd, created_mode: u32) -> io::Result<()> {
         if let Some((uid, gid)) = self.owner {
             rustix::fs::fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
         }
-        rustix::fs::fchmod(fd, Mode::from_raw_mode(self.mode))?;
+        if created_mode != self.mode || (self.owner.is_some() && self.mode & 0o6000 != 0) {
+            rustix::fs::fchmod(fd, Mode::from_raw_mode(self.mode))?;
+        }
         if let Some(mtime) = self.mtime {
             set_times(fd, mtime)?;
         }
@@ -92,6 +127,20 @@ impl Meta {
 /// A directory's access and modification times.
 pub(super) struct Times(Timestamps);
 
+impl Times {
+    /// Both set to `mtime`, as an entry's own times are applied.
+    pub(super) fn at(mtime: i64) -> Self {
+        let t = Timespec {
+            tv_sec: mtime,
+            tv_nsec: 0,
+        };
+        Self(Timestamps {
+            last_access: t,
+            last_modification: t,
+        })
+    }
+}
+
 /// Reads a directory's times.
 pub(super) fn times_of(fd: &OwnedFd) -> io::Result<Times> {
     let st = rustix::fs::fstat(fd)?;
@@ -129,38 +178,76 @@ pub(super) fn set_times(fd: impl AsFd, mtime: i64) -> io::Result<()> {
     )?)
 }
 
-/// A directory: merged into an existing one, replacing anything else.
-pub(super) fn make_dir(dir: &OwnedFd, name: &OsStr, meta: &Meta) -> io::Result<()> {
-    match kind_at(dir, name)? {
-        Some(FileType::Directory) => {}
-        Some(_) => {
-            remove_all(dir, name)?;
-            rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700))?;
+/// A directory: merged into an existing one, replacing anything else. Returns `true` when
+/// something other than a directory had to be removed first.
+pub(super) fn make_dir(dir: &OwnedFd, name: &OsStr, meta: &Meta, umask: u32) -> io::Result<bool> {
+    // owner-writable while we fill it; the final mode comes after
+    let create = (meta.mode & 0o777) | 0o700;
+    let mut replaced = false;
+    match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(create)) {
+        Ok(()) => {}
+        Err(Errno::EXIST) => {
+            if kind_at(dir, name)? != Some(FileType::Directory) {
+                remove_all(dir, name)?;
+                rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(create))?;
+                replaced = true;
+            } else {
+                // merging: the existing directory's mode is unknown, so always set it
+                let fd = open_dir(dir, name)?;
+                meta.apply_to(&fd, u32::MAX)?;
+                return Ok(false);
+            }
         }
-        None => rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700))?,
+        Err(e) => return Err(e.into()),
     }
-    let fd = rustix::fs::openat(
+    let fd = open_dir(dir, name)?;
+    meta.apply_to(&fd, create & !umask)?;
+    Ok(replaced)
+}
+
+fn open_dir(dir: &OwnedFd, name: &OsStr) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(
         dir,
         name,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
-    )?;
-    meta.apply_to(&fd)
+    )?)
 }
 
-/// A regular file with `content`.
+/// Creates `name` with `create`, replacing whatever is there (a first attempt assumes
+/// nothing is, which holds for most entries). Returns `true` when something was removed.
+fn create_replacing<T>(
+    dir: &OwnedFd,
+    name: &OsStr,
+    create: impl Fn() -> rustix::io::Result<T>,
+) -> io::Result<(T, bool)> {
+    match create() {
+        Ok(v) => Ok((v, false)),
+        Err(Errno::EXIST) => {
+            remove_all(dir, name)?;
+            Ok((create()?, true))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A regular file with `content`. Returns `true` when something was replaced.
 pub(super) fn write_file(
     dir: &OwnedFd,
     name: &OsStr,
     meta: &Meta,
+    umask: u32,
     content: &mut impl Read,
-) -> io::Result<()> {
-    remove_all(dir, name)?;
+) -> io::Result<bool> {
     let flags = OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600))?;
+    let create = meta.mode & 0o777;
+    let (fd, replaced) = create_replacing(dir, name, || {
+        rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(create))
+    })?;
     let mut file = File::from(fd);
     copy(content, &mut file)?;
-    meta.apply_to(&file.into())
+    meta.apply_to(&file.into(), create & !umask)?;
+    Ok(replaced)
 }
 
 fn copy(from: &mut impl Read, to: &mut File) -> io::Result<()> {
@@ -176,11 +263,13 @@ fn copy(from: &mut impl Read, to: &mut File) -> io::Result<()> {
     }
 }
 
-/// A symlink to `target`, stored exactly as written.
-pub(super) fn make_symlink(dir: &OwnedFd, name: &OsStr, target: &[u8], meta: &Meta) -> io::Result<()> {
-    remove_all(dir, name)?;
-    rustix::fs::symlinkat(OsStr::from_bytes(target), dir, name)?;
-    meta.apply_at(dir, name, false)
+/// A symlink to `target`, stored exactly as written. Returns `true` when something was replaced.
+pub(super) fn make_symlink(dir: &OwnedFd, name: &OsStr, target: &[u8], meta: &Meta) -> io::Result<bool> {
+    let ((), replaced) = create_replacing(dir, name, || {
+        rustix::fs::symlinkat(OsStr::from_bytes(target), dir, name)
+    })?;
+    meta.apply_at(dir, name, false)?;
+    Ok(replaced)
 }
 
 /// A hardlink at `(dir, name)` to the existing `(target_dir, target_name)`.
@@ -189,15 +278,11 @@ pub(super) fn make_hardlink(
     target_name: &OsStr,
     dir: &OwnedFd,
     name: &OsStr,
-) -> io::Result<()> {
-    remove_all(dir, name)?;
-    Ok(rustix::fs::linkat(
-        target_dir,
-        target_name,
-        dir,
-        name,
-        AtFlags::empty(),
-    )?)
+) -> io::Result<bool> {
+    let ((), replaced) = create_replacing(dir, name, || {
+        rustix::fs::linkat(target_dir, target_name, dir, name, AtFlags::empty())
+    })?;
+    Ok(replaced)
 }
 
 /// A FIFO or device node. Returns `false` when a device may not be created here.
@@ -207,6 +292,7 @@ pub(super) fn make_node(
     kind: tar::EntryType,
     meta: &Meta,
     header: &tar::Header,
+    creator: Creator,
 ) -> io::Result<bool> {
     let file_type = if kind.is_fifo() {
         FileType::Fifo
@@ -215,18 +301,24 @@ pub(super) fn make_node(
     } else {
         FileType::BlockDevice
     };
-    if file_type != FileType::Fifo && meta.owner.is_none() {
+    if file_type != FileType::Fifo && creator.root.is_none() {
         return Ok(false);
     }
     // FIFOs carry no device numbers, and some writers leave the fields blank.
     let major = header.device_major().ok().flatten().unwrap_or(0);
     let minor = header.device_minor().ok().flatten().unwrap_or(0);
-    remove_all(dir, name)?;
     let dev = rustix::fs::makedev(major, minor);
-    match rustix::fs::mknodat(dir, name, file_type, Mode::from_raw_mode(0o600), dev) {
-        Ok(()) => {}
-        Err(Errno::PERM | Errno::ACCESS) if file_type != FileType::Fifo => return Ok(false),
-        Err(e) => return Err(e.into()),
+    match create_replacing(dir, name, || {
+        rustix::fs::mknodat(dir, name, file_type, Mode::from_raw_mode(0o600), dev)
+    }) {
+        Ok(_) => {}
+        Err(e)
+            if file_type != FileType::Fifo
+                && matches!(e.raw_os_error(), Some(c) if c == Errno::PERM.raw_os_error() || c == Errno::ACCESS.raw_os_error()) =>
+        {
+            return Ok(false)
+        }
+        Err(e) => return Err(e),
     }
     meta.apply_at(dir, name, true)?;
     Ok(true)
