@@ -50,6 +50,12 @@ impl Digest {
         Self(format!("sha256:{}", hex::encode(Sha256::digest(bytes))))
     }
 
+    /// The digest a finished sha256 hasher holds.
+    #[must_use]
+    pub fn sha256_of(hasher: Sha256) -> Self {
+        Self(format!("sha256:{}", hex::encode(hasher.finalize())))
+    }
+
     /// The whole digest, `algorithm:hex`.
     #[must_use]
     pub fn as_str(&self) -> &str {

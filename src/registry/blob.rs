@@ -19,8 +19,9 @@ use crate::digest::Digest;
 /// Largest config blob we accept whole (real ones are a few KiB).
 const CONFIG_LIMIT: usize = 16 * 1024 * 1024;
 
-/// Chunks in flight between a download and its reader.
-pub const CHANNEL_DEPTH: usize = 64;
+/// Chunks in flight between a download and its reader. hyper's chunks grow to a few
+/// hundred KiB on a fast connection, so this bounds a layer's download buffer to a few MiB.
+pub const CHANNEL_DEPTH: usize = 16;
 
 /// A blocking `Read` over the chunks a download sends.
 pub struct ChannelReader {
@@ -93,8 +94,10 @@ impl Client {
     }
 
     /// Streams the blob `digest` into `sink`, resuming after transient failures, and calls
-    /// `progress` with the bytes delivered so far. Stops quietly when the reader hangs up
+    /// `observe` with each chunk and the bytes delivered so far. Stops quietly when the reader hangs up
     /// (it has failed, and will say why).
+    ///
+    /// Returns the bytes delivered, or `None` when the reader hung up first.
     ///
     /// # Errors
     /// Registry failures, or transient ones past the retry budget.
@@ -102,15 +105,16 @@ impl Client {
         &self,
         digest: &Digest,
         sink: mpsc::Sender<Bytes>,
-        progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<(), Error> {
+        observe: &(dyn Fn(&[u8], u64) + Sync),
+    ) -> Result<Option<u64>, Error> {
         let path = format!("blobs/{digest}");
         let mut delivered = 0u64;
         let mut attempts = self.backoff.attempts();
         loop {
             let before = delivered;
-            match self.stream_from(&path, &mut delivered, &sink, progress).await {
-                Ok(Ended::Complete | Ended::ReaderGone) => return Ok(()),
+            match self.stream_from(&path, &mut delivered, &sink, observe).await {
+                Ok(Ended::Complete) => return Ok(Some(delivered)),
+                Ok(Ended::ReaderGone) => return Ok(None),
                 Err(e) => {
                     if delivered > before {
                         attempts.reset();
@@ -127,7 +131,7 @@ impl Client {
         path: &str,
         delivered: &mut u64,
         sink: &mpsc::Sender<Bytes>,
-        progress: &(dyn Fn(u64) + Sync),
+        observe: &(dyn Fn(&[u8], u64) + Sync),
     ) -> Result<Ended, Error> {
         let range = (*delivered > 0).then_some(*delivered);
         let mut response = self.attempt(&Method::GET, path, "*/*", range).await?;
@@ -156,7 +160,7 @@ impl Client {
                 }
             }
             *delivered += chunk.len() as u64;
-            progress(*delivered);
+            observe(&chunk, *delivered);
             if sink.send(chunk).await.is_err() {
                 return Ok(Ended::ReaderGone);
             }

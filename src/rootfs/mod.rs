@@ -120,6 +120,7 @@ impl Rootfs {
             touched: HashSet::new(),
             parent: None,
             saved_times: HashMap::new(),
+            buf: vec![0; 256 * 1024],
             stats: LayerStats::default(),
         };
         let mut archive = tar::Archive::new(tar);
@@ -168,6 +169,8 @@ struct Layer<'a> {
     /// An entry never changes its directory's times (the rule umoci follows, and the only
     /// one that makes them reproducible): they are put back when the layer ends.
     saved_times: HashMap<PathBuf, ops::Times>,
+    /// The copy buffer for file contents, allocated once per layer.
+    buf: Vec<u8>,
     stats: LayerStats,
 }
 
@@ -226,6 +229,8 @@ impl Layer<'_> {
         };
         let meta = ops::Meta::from_header(&header, self.rootfs.creator).map_err(fail)?;
         let creator = self.rootfs.creator;
+        // borrowed out while `dir` borrows the layer; an error ends the layer anyway
+        let mut buf = std::mem::take(&mut self.buf);
         let dir = self.enter(parent, name)?;
         match entry_type {
             t if t.is_dir() => {
@@ -235,7 +240,7 @@ impl Layer<'_> {
                 }
             }
             t if t.is_file() || t == tar::EntryType::Continuous || t == tar::EntryType::GNUSparse => {
-                ops::write_file(dir, file_name, &meta, creator.umask, &mut entry).map_err(fail)?;
+                ops::write_file(dir, file_name, &meta, creator.umask, &mut entry, &mut buf).map_err(fail)?;
             }
             t if t.is_symlink() => {
                 let target = entry
@@ -257,6 +262,7 @@ impl Layer<'_> {
             }
             other => tracing::debug!("skipping entry {name} of unsupported type {other:?}"),
         }
+        self.buf = buf;
         Ok(())
     }
 

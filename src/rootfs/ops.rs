@@ -238,6 +238,7 @@ pub(super) fn write_file(
     meta: &Meta,
     umask: u32,
     content: &mut impl Read,
+    buf: &mut [u8],
 ) -> io::Result<bool> {
     let flags = OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let create = meta.mode & 0o777;
@@ -245,15 +246,14 @@ pub(super) fn write_file(
         rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(create))
     })?;
     let mut file = File::from(fd);
-    copy(content, &mut file)?;
+    copy(content, &mut file, buf)?;
     meta.apply_to(&file.into(), create & !umask)?;
     Ok(replaced)
 }
 
-fn copy(from: &mut impl Read, to: &mut File) -> io::Result<()> {
-    let mut buf = vec![0u8; 128 * 1024];
+fn copy(from: &mut impl Read, to: &mut File, buf: &mut [u8]) -> io::Result<()> {
     loop {
-        let n = match from.read(&mut buf) {
+        let n = match from.read(buf) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -60,7 +60,11 @@ pub fn run_with_timeout(name: &str, input: &str, args: &[&str], timeout: Duratio
         .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
     // A binary may exit before reading stdin (a missing argument): a closed pipe is fine.
     if let Err(e) = child.stdin.take().unwrap().write_all(input.as_bytes()) {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin of {name}: {e}");
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "write stdin of {name}: {e}"
+        );
     }
     let deadline = Instant::now() + timeout;
     while child.try_wait().unwrap().is_none() {
