@@ -5,13 +5,7 @@ use std::process::ExitCode;
 use registry_image::{check, cli, source::CheckRequest, Backoff};
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::finish(run().map_err(|e| format!("{e:#}")))
 }
 
 fn run() -> anyhow::Result<()> {

@@ -6,13 +6,7 @@ use anyhow::Context as _;
 use registry_image::{cli, get, source::InRequest, Backoff};
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::finish(run().map_err(|e| format!("{e:#}")))
 }
 
 fn run() -> anyhow::Result<()> {

@@ -55,6 +55,19 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .map_err(Error::Runtime)
 }
 
+/// Ends a binary: success, or `error: <message>` on stderr (one line: the whole cause
+/// chain, formatted by the caller) and exit status 1.
+#[must_use]
+pub fn finish(result: std::result::Result<(), String>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Prints the response as one line of JSON on stdout.
 ///
 /// # Errors

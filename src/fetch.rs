@@ -80,18 +80,40 @@ pub struct Tasks {
 /// Starts downloading and inflating `layer`.
 #[must_use]
 pub fn start(client: &Arc<Client>, layer: &Descriptor, bar: Arc<Bar>) -> Layer {
-    let (tx, compressed) = ChannelReader::channel();
+    let (compressed, download) = download(client, layer, bar);
     let (out, rx) = sync_channel(BUFFERS);
     let (recycle, free) = sync_channel(BUFFERS);
     for _ in 0..BUFFERS {
-        recycle
-            .try_send(vec![0u8; CHUNK])
-            .expect("the pool holds every buffer");
+        // the channel holds exactly BUFFERS, so this never fails
+        let _ = recycle.try_send(vec![0u8; CHUNK]);
     }
     let inflate = tokio::task::spawn_blocking(move || inflate(compressed, &free, &out));
+    let reader = TarReader {
+        rx,
+        recycle,
+        current: Vec::new(),
+        len: 0,
+        pos: 0,
+    };
+    Layer {
+        reader,
+        tasks: Tasks { download, inflate },
+    }
+}
+
+/// Starts downloading a blob: its bytes come out of the reader as they arrive, and the
+/// task ends with the verdict on their size and sha256 (or quietly, when the reader
+/// stopped first: the reader's side reports why).
+#[must_use]
+pub fn download(
+    client: &Arc<Client>,
+    blob: &Descriptor,
+    bar: Arc<Bar>,
+) -> (ChannelReader, JoinHandle<Result<(), LayerError>>) {
+    let (tx, reader) = ChannelReader::channel();
     let client = client.clone();
-    let (digest, size) = (layer.digest.clone(), layer.size);
-    let download = tokio::spawn(async move {
+    let (digest, size) = (blob.digest.clone(), blob.size);
+    let task = tokio::spawn(async move {
         let hasher = std::sync::Mutex::new(Sha256::new());
         let observe = |chunk: &[u8], done| {
             if let Ok(mut h) = hasher.lock() {
@@ -104,24 +126,14 @@ pub fn start(client: &Arc<Client>, layer: &Descriptor, bar: Arc<Bar>) -> Layer {
             .await
             .map_err(LayerError::Download)?
         else {
-            return Ok(()); // the reader stopped early and reports why
+            return Ok(());
         };
         let hasher = hasher
             .into_inner()
             .map_err(|_| LayerError::Read(io::Error::other("hasher poisoned")))?;
         verify(&digest, size, delivered, hasher)
     });
-    let reader = TarReader {
-        rx,
-        recycle,
-        current: Vec::new(),
-        len: 0,
-        pos: 0,
-    };
-    Layer {
-        reader,
-        tasks: Tasks { download, inflate },
-    }
+    (reader, task)
 }
 
 /// Size and sha256 of what arrived, against the descriptor.
@@ -205,8 +217,8 @@ impl Tasks {
             .await
             .map_err(|e| LayerError::Read(io::Error::other(e)))?;
         match (inflated, consumed) {
-            (Err(e @ (LayerError::Verify(_) | LayerError::Read(_))), _) | (_, Err(e)) => Err(e),
-            (Err(e), Ok(_)) => Err(e),
+            // a broken stream explains the consumer's failure better than the consumer does
+            (Err(e), _) | (Ok(()), Err(e)) => Err(e),
             (Ok(()), Ok(v)) => Ok(v),
         }
     }

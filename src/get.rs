@@ -10,14 +10,14 @@ use std::sync::Arc;
 
 use crate::auth::{Credentials, Scope};
 use crate::check::options;
-use crate::digest::{Digest, DigestReader, VerifyOutcome};
+use crate::digest::Digest;
 use crate::error::{Error, LayerError, Result};
 use crate::fetch;
 use crate::manifest::{Descriptor, Document, ImageConfig, Manifest, Platform};
 use crate::metadata::{write_file, write_run_metadata, RunMetadata};
 use crate::progress::{human, Bar, Board};
 use crate::reference::{describe, Target};
-use crate::registry::{ChannelReader, Client};
+use crate::registry::Client;
 use crate::retry::Backoff;
 use crate::rootfs::Rootfs;
 use crate::source::{InRequest, MetadataField, StepResponse};
@@ -291,29 +291,31 @@ async fn write_tarball(
             &image.config_bytes[..],
         )
         .map_err(write_error)?;
-    let count = image.manifest.layers.len();
+    let layers = &image.manifest.layers;
+    let count = layers.len();
     let board = Board::new(draw);
-    for (i, layer) in image.manifest.layers.iter().enumerate() {
-        let bar = Arc::new(board.bar(
-            format!("layer {}/{count} {}", i + 1, short(&layer.digest)),
-            layer.size,
-        ));
-        let (tx, reader) = ChannelReader::channel();
+    let bars: Vec<Arc<Bar>> = layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Arc::new(board.bar(format!("layer {}/{count} {}", i + 1, short(&l.digest)), l.size)))
+        .collect();
+    // The next blob downloads (and is hashed) while the current one is written.
+    let mut started = std::collections::VecDeque::new();
+    let mut next = 0;
+    for (i, layer) in layers.iter().enumerate() {
+        while next < count && started.len() < LAYERS_IN_FLIGHT {
+            started.push_back(fetch::download(client, &layers[next], bars[next].clone()));
+            next += 1;
+        }
+        let (mut reader, download) = started.pop_front().expect("blob i was started");
         let (digest, size) = (layer.digest.clone(), layer.size);
-        let task = tokio::task::spawn_blocking(move || {
-            let mut verified = DigestReader::new(reader, digest.clone(), size);
-            let added = writer.add_blob(&digest, size, &mut verified);
-            match (added, verified.verify()) {
-                (_, Err(VerifyOutcome::Mismatch(m))) => Err(LayerError::Verify(m)),
-                (Err(e), _) | (Ok(()), Err(VerifyOutcome::Io(e))) => Err(LayerError::Read(e)),
-                (Ok(()), Ok(())) => Ok(writer),
-            }
-        });
-        let progress = {
-            let bar = bar.clone();
-            move |_: &[u8], done| bar.update(done)
-        };
-        let downloaded = client.stream_blob(&layer.digest, tx, &progress).await;
+        let written = tokio::task::spawn_blocking(move || {
+            let added = writer.add_blob(&digest, size, &mut reader);
+            added.map(|()| writer).map_err(LayerError::Read)
+        })
+        .await
+        .map_err(|e| LayerError::Read(std::io::Error::other(e)))
+        .and_then(|r| r);
         let layer_error = |source| Error::Layer {
             image: describe(client.repository(), &Target::Digest(image.digest.clone())),
             index: i + 1,
@@ -321,12 +323,13 @@ async fn write_tarball(
             digest: layer.digest.clone(),
             source: Box::new(source),
         };
-        let joined = task
+        // the download's verdict (integrity) first, then the writer's
+        download
             .await
-            .map_err(|e| layer_error(LayerError::Read(std::io::Error::other(e))))?;
-        downloaded.map_err(|e| layer_error(LayerError::Download(e)))?;
-        writer = joined.map_err(layer_error)?;
-        bar.finish(layer.size, &human(layer.size));
+            .map_err(|e| layer_error(LayerError::Read(std::io::Error::other(e))))?
+            .map_err(layer_error)?;
+        writer = written.map_err(layer_error)?;
+        bars[i].finish(layer.size, &human(layer.size));
     }
     let entry = ImageEntry {
         manifest: &image.descriptor,

@@ -9,7 +9,7 @@
 //!  auth, retry, token,     a directory, in-root  for `in`)             on disk for `out`)
 //!  blobs, uploads          resolution)
 //!        │                      ▲
-//!        └── HTTP body ─▶ DigestReader ─▶ compression ─▶ tar ─┘   (one layer, streamed)
+//!        └── HTTP body + sha256 ─▶ compression ─▶ tar ─┘   (one layer, streamed)
 //!
 //!  pure types: reference, digest, manifest, secret, source, error
 //! ```

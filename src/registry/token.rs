@@ -33,12 +33,7 @@ impl Challenge {
     pub(crate) fn parse(header: &str) -> Option<Self> {
         let challenges = http_auth::parse_challenges(header).ok()?;
         challenges.iter().find_map(|c| {
-            let param = |name: &str| {
-                c.params
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v.to_unescaped())
-            };
+            let param = |name| param(c, name);
             if c.scheme.eq_ignore_ascii_case("basic") {
                 Some(Self::Basic)
             } else if c.scheme.eq_ignore_ascii_case("bearer") {
@@ -53,16 +48,20 @@ impl Challenge {
     }
 }
 
+/// A challenge parameter, by case-insensitive name, unescaped.
+fn param(challenge: &http_auth::ChallengeRef<'_>, name: &str) -> Option<String> {
+    challenge
+        .params
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.to_unescaped())
+}
+
 /// The `error` (and `error_description`) a challenge carries, e.g. `insufficient_scope`.
 pub(crate) fn challenge_error(header: &str) -> Option<String> {
     let challenges = http_auth::parse_challenges(header).ok()?;
     challenges.iter().find_map(|c| {
-        let param = |name: &str| {
-            c.params
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.to_unescaped())
-        };
+        let param = |name| param(c, name);
         let error = param("error")?;
         Some(match param("error_description") {
             Some(d) => format!("{error}: {d}"),

@@ -187,16 +187,15 @@ pub(super) fn make_dir(dir: &OwnedFd, name: &OsStr, meta: &Meta, umask: u32) -> 
     match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(create)) {
         Ok(()) => {}
         Err(Errno::EXIST) => {
-            if kind_at(dir, name)? != Some(FileType::Directory) {
-                remove_all(dir, name)?;
-                rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(create))?;
-                replaced = true;
-            } else {
+            if kind_at(dir, name)? == Some(FileType::Directory) {
                 // merging: the existing directory's mode is unknown, so always set it
                 let fd = open_dir(dir, name)?;
                 meta.apply_to(&fd, u32::MAX)?;
                 return Ok(false);
             }
+            remove_all(dir, name)?;
+            rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(create))?;
+            replaced = true;
         }
         Err(e) => return Err(e.into()),
     }
