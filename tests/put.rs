@@ -292,3 +292,48 @@ fn errors_before_anything_is_pushed() {
     .error_line();
     assert!(line.contains("sources path not specified"), "{line}");
 }
+
+#[test]
+fn a_registry_refusing_a_body_on_put_gets_patch_then_put() {
+    use std::sync::{Arc, Mutex};
+    use support::fake::{FakeServer, Reply};
+    let work = tempfile::tempdir().unwrap();
+    let img = image();
+    let digest = oci_archive(&[(&img, "amd64")], &work.path().join("image.tar"));
+    let received: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let seen = received.clone();
+    let manifest_digest = digest.clone();
+    let server = FakeServer::start(move |req, _| {
+        let path = req.path.as_str();
+        let accepted = |location: &str| Reply::status(202).with_header("Location", location);
+        let reply = match req.method.as_str() {
+            "GET" if path == "/v2/" => Reply::status(200),
+            "HEAD" => Reply::status(404),
+            "POST" if path == "/v2/app/blobs/uploads/" => accepted("/upload/session"),
+            // a body on the closing PUT is refused; the empty PUT after a PATCH is fine
+            "PUT" if path.starts_with("/upload/session?") => Reply::status(405),
+            "PATCH" if path == "/upload/session" => accepted("/upload/patched"),
+            "PUT" if path.starts_with("/upload/patched?digest=") => Reply::status(201),
+            "PUT" if path == "/v2/app/manifests/latest" => {
+                Reply::status(201).with_header("Docker-Content-Digest", &manifest_digest)
+            }
+            _ => Reply::status(400),
+        };
+        seen.lock()
+            .unwrap()
+            .push(format!("{} {}", req.method, path.split('?').next().unwrap()));
+        reply
+    });
+    let response = ok(&push(
+        json!({"repository": format!("{}/app", server.host)}),
+        json!({"image": "image.tar"}),
+        work.path(),
+    ));
+    assert_eq!(response["version"]["digest"], digest);
+    let received = received.lock().unwrap();
+    let count = |what: &str| received.iter().filter(|r| r.as_str() == what).count();
+    let blobs = img.layers.len() + 1;
+    assert_eq!(count("PATCH /upload/session"), blobs, "{received:?}");
+    assert_eq!(count("PUT /upload/patched"), blobs, "{received:?}");
+    assert_eq!(count("PUT /v2/app/manifests/latest"), 1);
+}

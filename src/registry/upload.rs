@@ -5,11 +5,30 @@
 //! and Artifactory, whose chunked `PATCH` handling is broken (crates.md §1.4). A failed
 //! attempt starts a new session, with the body made afresh.
 
+use oci_client::errors::OciErrorCode;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode};
 
 use super::{Call, Client, Error};
 use crate::digest::Digest;
+
+/// `location` with `digest=` added to its query.
+fn with_digest(location: &str, digest: &Digest) -> String {
+    let separator = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{separator}digest={digest}")
+}
+
+/// A `PUT` with a body turned down for its form rather than its content: not allowed, or
+/// not understood. (A wrong digest or an auth failure would fail a `PATCH` just the same.)
+fn refuses_monolithic(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Status { status, codes, .. }
+            if [StatusCode::METHOD_NOT_ALLOWED, StatusCode::NOT_IMPLEMENTED, StatusCode::LENGTH_REQUIRED,
+                StatusCode::RANGE_NOT_SATISFIABLE].contains(status)
+                || (*status == StatusCode::BAD_REQUEST && !codes.iter().any(|c| matches!(c, OciErrorCode::DigestInvalid | OciErrorCode::SizeInvalid)))
+    )
+}
 
 impl Client {
     /// Whether the repository already has blob `digest`.
@@ -39,21 +58,49 @@ impl Client {
     ) -> Result<(), Error> {
         self.backoff
             .retry(|| async {
-                let start = Call::new(Method::POST, self.url("blobs/uploads/").await?);
-                let session = self.execute(&start).await?;
-                let location = self.location(&session)?;
-                let separator = if location.contains('?') { '&' } else { '?' };
-                let put = Call::new(Method::PUT, format!("{location}{separator}digest={digest}"))
+                let location = self.start_upload().await?;
+                let put = Call::new(Method::PUT, with_digest(&location, digest))
                     .header(CONTENT_TYPE, "application/octet-stream")
                     .header(CONTENT_LENGTH, &size.to_string())
                     .body(body);
-                let done = self.execute(&put).await?;
-                if done.status() != StatusCode::CREATED {
-                    tracing::debug!("blob {digest} upload answered {}", done.status());
+                match self.execute(&put).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if refuses_monolithic(&e) => {
+                        tracing::debug!("{e}: uploading blob {digest} as PATCH + PUT instead");
+                        self.upload_chunked(digest, size, body).await
+                    }
+                    Err(e) => Err(e),
                 }
-                Ok(())
             })
             .await
+    }
+
+    /// The same blob as one `PATCH` with the body and a closing `PUT` with the digest, for
+    /// registries that refuse a body on the `PUT`.
+    async fn upload_chunked(
+        &self,
+        digest: &Digest,
+        size: u64,
+        body: &(dyn Fn() -> reqwest::Body + Sync),
+    ) -> Result<(), Error> {
+        let location = self.start_upload().await?;
+        let last = size.saturating_sub(1);
+        let patch = Call::new(Method::PATCH, location)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, &size.to_string())
+            .header(reqwest::header::CONTENT_RANGE, &format!("0-{last}"))
+            .body(body);
+        let patched = self.execute(&patch).await?;
+        let location = self.location(&patched)?;
+        let close = Call::new(Method::PUT, with_digest(&location, digest)).header(CONTENT_LENGTH, "0");
+        self.execute(&close).await.map(drop)
+    }
+
+    /// Opens an upload session; returns where to send the blob.
+    async fn start_upload(&self) -> Result<String, Error> {
+        let start = Call::new(Method::POST, self.url("blobs/uploads/").await?);
+        let session = self.execute(&start).await?;
+        self.location(&session)
     }
 
     /// PUTs a manifest under `reference` (a tag or its digest) and checks the digest the
