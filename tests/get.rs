@@ -797,3 +797,54 @@ fn a_layer_that_keeps_failing_ends_in_a_clear_error() {
         "{line}"
     );
 }
+
+#[test]
+fn blob_redirects_to_another_host_are_followed_without_credentials() {
+    let mut l = Layer::new();
+    l.file("data", b"from the storage host", 0o644);
+    let t = l.tar();
+    let img = Image::from_layers(vec![(gzip(&t), t)], OCI_MANIFEST, "amd64");
+    let (manifest, config, layer) = (img.manifest.clone(), img.config.clone(), img.layers[0].clone());
+    let digest = img.digest();
+    let blob = layer.bytes.clone();
+    let storage = FakeServer::start(move |req, _| {
+        if req.path == "/storage/layer" {
+            Reply::status(200).with_body(&blob)
+        } else {
+            Reply::status(404)
+        }
+    });
+    let storage_url = format!("http://{}/storage/layer", storage.host);
+    let m = digest.clone();
+    let registry = FakeServer::start(move |req, _| {
+        if req.path == "/v2/" {
+            Reply::status(200)
+        } else if req.path == format!("/v2/app/manifests/{m}") {
+            Reply::status(200)
+                .with_header("Content-Type", OCI_MANIFEST)
+                .with_body(&manifest)
+        } else if req.path == format!("/v2/app/blobs/{}", config.digest) {
+            Reply::status(200).with_body(&config.bytes)
+        } else if req.path == format!("/v2/app/blobs/{}", layer.digest) {
+            Reply::status(307).with_header("Location", &storage_url)
+        } else {
+            Reply::status(404)
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    ok(&fetch(
+        &format!("{}/app", registry.host),
+        &digest,
+        json!({}),
+        work.path(),
+    ));
+    assert_eq!(
+        std::fs::read(work.path().join("rootfs/data")).unwrap(),
+        b"from the storage host"
+    );
+    assert_eq!(storage.count("GET", "/storage/layer"), 1);
+    assert!(storage
+        .requests()
+        .iter()
+        .all(|r| r.header("authorization").is_none()));
+}

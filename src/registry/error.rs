@@ -156,6 +156,12 @@ pub enum Error {
         #[source]
         source: DigestError,
     },
+    /// A chain of more than ten redirects.
+    #[error("{url}: more than 10 redirects")]
+    Redirects {
+        /// The first URL.
+        url: String,
+    },
     /// The HTTP client could not be built.
     #[error("build HTTP client")]
     HttpClient(#[source] reqwest::Error),

@@ -12,6 +12,7 @@
 
 mod blob;
 mod error;
+mod http;
 mod token;
 mod upload;
 
@@ -90,7 +91,7 @@ enum Auth {
 /// A client for one repository.
 #[derive(Debug)]
 pub struct Client {
-    http: reqwest::Client,
+    http: http::Http,
     repository: Repository,
     credentials: Credentials,
     scope: Scope,
@@ -120,13 +121,7 @@ impl Client {
             }
             certs.extend(parsed);
         }
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("registry-image-resource/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(std::time::Duration::from_secs(15))
-            .read_timeout(std::time::Duration::from_secs(60))
-            .tls_certs_merge(certs)
-            .build()
-            .map_err(Error::HttpClient)?;
+        let http = http::Http::new(certs)?;
         Ok(Self {
             http,
             allow_http: options.insecure || repository.is_loopback(),
@@ -254,16 +249,46 @@ impl Client {
     }
 
     async fn send(&self, call: &Call<'_>, auth: &Auth) -> Result<Response, Error> {
-        let mut request = self.http.request(call.method.clone(), &call.url);
+        let mut method = call.method.clone();
+        let mut url = call.url.clone();
+        for _ in 0..10 {
+            let response = self.send_once(call, &method, &url, auth).await?;
+            if http::Http::follows_redirects(&url) || !response.status().is_redirection() {
+                return Ok(response);
+            }
+            let Some(next) = redirect_target(&response) else {
+                return Ok(response);
+            };
+            tracing::debug!("{method} {url} -> {} {next}", response.status());
+            let keeps_method = matches!(response.status().as_u16(), 307 | 308) || method == Method::HEAD;
+            if !keeps_method {
+                method = Method::GET;
+            }
+            url = next;
+        }
+        Err(Error::Redirects {
+            url: call.url.clone(),
+        })
+    }
+
+    /// One request, without following redirects.
+    async fn send_once(
+        &self,
+        call: &Call<'_>,
+        method: &Method,
+        url: &str,
+        auth: &Auth,
+    ) -> Result<Response, Error> {
+        let mut request = self.http.for_url(url)?.request(method.clone(), url);
         for (name, value) in &call.headers {
             request = request.header(name, value);
         }
-        if let Some(body) = call.body {
+        if let (Some(body), true) = (call.body, method == call.method) {
             request = request.body(body());
         }
-        // Credentials go to the registry only, never to a host it redirects uploads to.
+        // Credentials go to the registry only, never to a host it redirects to.
         let base = self.base.get().map_or("", String::as_str);
-        if call.url.starts_with(&format!("{base}/")) {
+        if url.starts_with(&format!("{base}/")) {
             match (auth, &self.credentials) {
                 (Auth::Basic, Credentials::Basic { username, password }) => {
                     request = request.basic_auth(username, Some(password.expose()));
@@ -273,8 +298,8 @@ impl Client {
             }
         }
         request.send().await.map_err(|source| Error::Transport {
-            method: call.method.clone(),
-            url: call.url.clone(),
+            method: method.clone(),
+            url: url.to_owned(),
             source,
         })
     }
@@ -335,7 +360,7 @@ impl Client {
 
     async fn fetch_token(&self, realm: &str, service: Option<&str>) -> Result<Token, Error> {
         token::fetch_token(
-            &self.http,
+            self.http.for_url(realm)?,
             self.repository.registry(),
             realm,
             service,
@@ -373,7 +398,8 @@ impl Client {
             return Ok(https);
         }
         let http = format!("http://{registry}");
-        match self.http.get(format!("{http}/v2/")).send().await {
+        let ping = format!("{http}/v2/");
+        match self.http.for_url(&ping)?.get(&ping).send().await {
             Ok(r) if r.status().is_success() || r.status() == StatusCode::UNAUTHORIZED => {
                 tracing::debug!("{registry} speaks plain HTTP");
                 Ok(http)
@@ -383,6 +409,12 @@ impl Client {
             _ => Ok(https),
         }
     }
+}
+
+/// The absolute URL a redirect points to.
+fn redirect_target(response: &Response) -> Option<String> {
+    let location = response.headers().get(reqwest::header::LOCATION)?.to_str().ok()?;
+    response.url().join(location).ok().map(String::from)
 }
 
 fn header_digest(response: &Response) -> Option<Digest> {
