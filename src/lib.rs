@@ -9,7 +9,8 @@
 //!  auth, retry, token,     a directory, in-root  for `in`)             on disk for `out`)
 //!  blobs, uploads          resolution)
 //!        │                      ▲
-//!        └── HTTP body + sha256 ─▶ compression ─▶ tar ─┘   (one layer, streamed)
+//!        └── fetch: HTTP body + sha256 ─▶ compression ─▶ tar ─┘   (one layer, streamed,
+//!                                                                  the next one in flight)
 //!
 //!  pure types: reference, digest, manifest, secret, source, error
 //! ```
