@@ -147,11 +147,100 @@ pub enum VerifyError {
     },
 }
 
+/// Checks `seen` bytes hashed into `hasher` against a descriptor's digest and size.
+///
+/// # Errors
+/// The size or the sha256 differs.
+pub fn verify_sha256(expected: &Digest, size: u64, seen: u64, hasher: Sha256) -> Result<(), VerifyError> {
+    if seen != size {
+        return Err(VerifyError::Size {
+            expected: expected.clone(),
+            size,
+            found: seen,
+        });
+    }
+    let found = Digest::sha256_of(hasher);
+    if &found != expected {
+        return Err(VerifyError::Digest {
+            expected: expected.clone(),
+            found,
+        });
+    }
+    Ok(())
+}
+
+/// Hashes what is read through it; reading past `limit` bytes is an error at once, so a
+/// blob longer than its descriptor cannot run on.
+pub struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+    seen: u64,
+    limit: u64,
+}
+
+impl<R: std::io::Read> Hashing<R> {
+    /// Wraps `inner`, which should produce `limit` bytes.
+    pub fn new(inner: R, limit: u64) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            seen: 0,
+            limit,
+        }
+    }
+
+    /// Checks what was read against `expected` (and the limit as the size).
+    ///
+    /// # Errors
+    /// The size or the sha256 differs.
+    pub fn verify(self, expected: &Digest) -> Result<(), VerifyError> {
+        verify_sha256(expected, self.limit, self.seen, self.hasher)
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.seen += n as u64;
+        if self.seen > self.limit {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "blob is longer than its descriptor says",
+            ));
+        }
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn hashing_reader_checks_size_and_content() {
+        use std::io::Read;
+        let data = b"hello world";
+        let good = Digest::sha256(data);
+        let mut r = Hashing::new(&data[..], 11);
+        r.read_to_end(&mut Vec::new()).unwrap();
+        assert!(r.verify(&good).is_ok());
+        let mut r = Hashing::new(&data[..], 11);
+        r.read_to_end(&mut Vec::new()).unwrap();
+        assert!(matches!(
+            r.verify(&Digest::sha256(b"x")),
+            Err(VerifyError::Digest { .. })
+        ));
+        let mut r = Hashing::new(&data[..], 12);
+        r.read_to_end(&mut Vec::new()).unwrap();
+        assert!(matches!(
+            r.verify(&good),
+            Err(VerifyError::Size { found: 11, .. })
+        ));
+        assert!(Hashing::new(&data[..], 4).read_to_end(&mut Vec::new()).is_err());
+    }
 
     #[test]
     fn sha256_of_empty_input() {

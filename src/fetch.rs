@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use sha2::{Digest as _, Sha256};
 
 use crate::compression::decompress;
-use crate::digest::{Digest, VerifyError};
+use crate::digest::verify_sha256;
 use crate::error::LayerError;
 use crate::manifest::Descriptor;
 use crate::progress::Bar;
@@ -101,6 +101,29 @@ pub fn start(client: &Arc<Client>, layer: &Descriptor, bar: Arc<Bar>) -> Layer {
     }
 }
 
+/// Starts downloading a blob whose reader verifies it (see [`crate::digest::Hashing`]):
+/// the bytes come out of the reader as they arrive, and the task ends with the download's
+/// own success or failure. The hash then costs the reading thread, not the one receiving.
+#[must_use]
+pub fn download_unhashed(
+    client: &Arc<Client>,
+    blob: &Descriptor,
+    bar: Arc<Bar>,
+) -> (ChannelReader, JoinHandle<Result<(), LayerError>>) {
+    let (tx, reader) = ChannelReader::channel();
+    let client = client.clone();
+    let digest = blob.digest.clone();
+    let task = tokio::spawn(async move {
+        let observe = |_: &[u8], done| bar.update(done);
+        client
+            .stream_blob(&digest, tx, &observe)
+            .await
+            .map(drop)
+            .map_err(LayerError::Download)
+    });
+    (reader, task)
+}
+
 /// Starts downloading a blob: its bytes come out of the reader as they arrive, and the
 /// task ends with the verdict on their size and sha256 (or quietly, when the reader
 /// stopped first: the reader's side reports why).
@@ -131,30 +154,12 @@ pub fn download(
         let hasher = hasher
             .into_inner()
             .map_err(|_| LayerError::Read(io::Error::other("hasher poisoned")))?;
-        verify(&digest, size, delivered, hasher)
+        verify_sha256(&digest, size, delivered, hasher).map_err(LayerError::Verify)
     });
     (reader, task)
 }
 
 /// Size and sha256 of what arrived, against the descriptor.
-fn verify(digest: &Digest, size: u64, delivered: u64, hasher: Sha256) -> Result<(), LayerError> {
-    if delivered != size {
-        return Err(LayerError::Verify(VerifyError::Size {
-            expected: digest.clone(),
-            size,
-            found: delivered,
-        }));
-    }
-    let found = Digest::sha256_of(hasher);
-    if &found != digest {
-        return Err(LayerError::Verify(VerifyError::Digest {
-            expected: digest.clone(),
-            found,
-        }));
-    }
-    Ok(())
-}
-
 /// Inflates `compressed` into `out`. After a decode failure the rest of the blob is still
 /// read, so the download finishes hashing it: a corrupt blob usually breaks the inflater
 /// before its end arrives, and the digest is the real cause to report.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::auth::{Credentials, Scope};
 use crate::check::options;
-use crate::digest::Digest;
+use crate::digest::{Digest, Hashing};
 use crate::error::{Error, LayerError, Result};
 use crate::fetch;
 use crate::manifest::{Descriptor, Document, ImageConfig, Manifest, Platform};
@@ -304,14 +304,23 @@ async fn write_tarball(
     let mut next = 0;
     for (i, layer) in layers.iter().enumerate() {
         while next < count && started.len() < LAYERS_IN_FLIGHT {
-            started.push_back(fetch::download(client, &layers[next], bars[next].clone()));
+            // hashed on the writing thread: receiving is the busier side here
+            started.push_back(fetch::download_unhashed(
+                client,
+                &layers[next],
+                bars[next].clone(),
+            ));
             next += 1;
         }
         let (mut reader, download) = started.pop_front().expect("blob i was started");
         let (digest, size) = (layer.digest.clone(), layer.size);
         let written = tokio::task::spawn_blocking(move || {
-            let added = writer.add_blob(&digest, size, &mut reader);
-            added.map(|()| writer).map_err(LayerError::Read)
+            let mut hashing = Hashing::new(&mut reader, size);
+            writer
+                .add_blob(&digest, size, &mut hashing)
+                .map_err(LayerError::Read)?;
+            hashing.verify(&digest).map_err(LayerError::Verify)?;
+            Ok(writer)
         })
         .await
         .map_err(|e| LayerError::Read(std::io::Error::other(e)))
