@@ -64,7 +64,7 @@ impl Read for TarReader {
     }
 }
 
-/// A layer on its way: read the tar from `reader`, then [`Layer::finish`].
+/// A layer on its way: read the tar from `reader`, then [`Tasks::finish`].
 pub struct Layer {
     /// The layer's tar stream.
     pub reader: TarReader,
