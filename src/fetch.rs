@@ -80,7 +80,7 @@ pub struct Tasks {
 /// Starts downloading and inflating `layer`.
 #[must_use]
 pub fn start(client: &Arc<Client>, layer: &Descriptor, bar: Arc<Bar>) -> Layer {
-    let (compressed, download) = download(client, layer, bar);
+    let (compressed, download) = download(client, layer, bar, true);
     let (out, rx) = sync_channel(BUFFERS);
     let (recycle, free) = sync_channel(BUFFERS);
     for _ in 0..BUFFERS {
@@ -101,37 +101,17 @@ pub fn start(client: &Arc<Client>, layer: &Descriptor, bar: Arc<Bar>) -> Layer {
     }
 }
 
-/// Starts downloading a blob whose reader verifies it (see [`crate::digest::Hashing`]):
-/// the bytes come out of the reader as they arrive, and the task ends with the download's
-/// own success or failure. The hash then costs the reading thread, not the one receiving.
-#[must_use]
-pub fn download_unhashed(
-    client: &Arc<Client>,
-    blob: &Descriptor,
-    bar: Arc<Bar>,
-) -> (ChannelReader, JoinHandle<Result<(), LayerError>>) {
-    let (tx, reader) = ChannelReader::channel();
-    let client = client.clone();
-    let digest = blob.digest.clone();
-    let task = tokio::spawn(async move {
-        let observe = |_: &[u8], done| bar.update(done);
-        client
-            .stream_blob(&digest, tx, &observe)
-            .await
-            .map(drop)
-            .map_err(LayerError::Download)
-    });
-    (reader, task)
-}
-
-/// Starts downloading a blob: its bytes come out of the reader as they arrive, and the
-/// task ends with the verdict on their size and sha256 (or quietly, when the reader
-/// stopped first: the reader's side reports why).
+/// Starts downloading a blob: its bytes come out of the reader as they arrive. With
+/// `verify`, the task hashes them as they are received and ends with the verdict on their
+/// size and sha256 (or quietly, when the reader stopped first: the reader's side reports
+/// why); without, the reader must verify them (see [`crate::digest::Hashing`]), which puts
+/// the hashing on the reading thread.
 #[must_use]
 pub fn download(
     client: &Arc<Client>,
     blob: &Descriptor,
     bar: Arc<Bar>,
+    verify: bool,
 ) -> (ChannelReader, JoinHandle<Result<(), LayerError>>) {
     let (tx, reader) = ChannelReader::channel();
     let client = client.clone();
@@ -139,22 +119,26 @@ pub fn download(
     let task = tokio::spawn(async move {
         let hasher = std::sync::Mutex::new(Sha256::new());
         let observe = |chunk: &[u8], done| {
-            if let Ok(mut h) = hasher.lock() {
-                h.update(chunk);
+            if verify {
+                if let Ok(mut h) = hasher.lock() {
+                    h.update(chunk);
+                }
             }
             bar.update(done);
         };
-        let Some(delivered) = client
+        let delivered = client
             .stream_blob(&digest, tx, &observe)
             .await
-            .map_err(LayerError::Download)?
-        else {
-            return Ok(());
-        };
-        let hasher = hasher
-            .into_inner()
-            .map_err(|_| LayerError::Read(io::Error::other("hasher poisoned")))?;
-        verify_sha256(&digest, size, delivered, hasher).map_err(LayerError::Verify)
+            .map_err(LayerError::Download)?;
+        match delivered {
+            Some(delivered) if verify => {
+                let hasher = hasher
+                    .into_inner()
+                    .map_err(|_| LayerError::Read(io::Error::other("hasher poisoned")))?;
+                verify_sha256(&digest, size, delivered, hasher).map_err(LayerError::Verify)
+            }
+            _ => Ok(()),
+        }
     });
     (reader, task)
 }

@@ -210,25 +210,64 @@ impl Image {
     }
 }
 
+/// The progress bars of an image's layers, on one board.
+fn layer_bars(layers: &[Descriptor], draw: bool) -> Vec<Arc<Bar>> {
+    let board = Board::new(draw);
+    let count = layers.len();
+    layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Arc::new(board.bar(format!("layer {}/{count} {}", i + 1, short(&l.digest)), l.size)))
+        .collect()
+}
+
+/// Pipelines started ahead of the layer being consumed, at most [`LAYERS_IN_FLIGHT`].
+struct Ahead<T> {
+    started: std::collections::VecDeque<T>,
+    next: usize,
+    count: usize,
+}
+
+impl<T> Ahead<T> {
+    fn new(count: usize) -> Self {
+        Self {
+            started: std::collections::VecDeque::new(),
+            next: 0,
+            count,
+        }
+    }
+
+    /// The next layer's pipeline, after starting those that may run ahead of it.
+    fn take(&mut self, mut start: impl FnMut(usize) -> T) -> T {
+        while self.next < self.count && self.started.len() < LAYERS_IN_FLIGHT {
+            self.started.push_back(start(self.next));
+            self.next += 1;
+        }
+        self.started.pop_front().expect("take is called once per layer")
+    }
+}
+
+/// Names layer `index` (0-based) of `image` in an error.
+fn layer_error(client: &Client, image: &Image, index: usize, source: LayerError) -> Error {
+    Error::Layer {
+        image: describe(client.repository(), &Target::Digest(image.digest.clone())),
+        index: index + 1,
+        count: image.manifest.layers.len(),
+        digest: image.manifest.layers[index].digest.clone(),
+        source: Box::new(source),
+    }
+}
+
 /// Unpacks every layer in order, the next one downloading and inflating while the current
 /// one is written.
 async fn apply_layers(client: &Arc<Client>, image: &Image, rootfs: Arc<Rootfs>, draw: bool) -> Result<()> {
     let layers = &image.manifest.layers;
-    let count = layers.len();
-    let board = Board::new(draw);
-    let bars: Vec<Arc<Bar>> = layers
-        .iter()
-        .enumerate()
-        .map(|(i, l)| Arc::new(board.bar(format!("layer {}/{count} {}", i + 1, short(&l.digest)), l.size)))
-        .collect();
-    let mut started = std::collections::VecDeque::new();
-    let mut next = 0;
+    let bars = layer_bars(layers, draw);
+    let mut ahead = Ahead::new(layers.len());
     for (i, layer) in layers.iter().enumerate() {
-        while next < count && started.len() < LAYERS_IN_FLIGHT {
-            started.push_back(fetch::start(client, &layers[next], bars[next].clone()));
-            next += 1;
-        }
-        let (mut reader, tasks) = started.pop_front().expect("layer i was started").split();
+        let (mut reader, tasks) = ahead
+            .take(|n| fetch::start(client, &layers[n], bars[n].clone()))
+            .split();
         let rootfs = rootfs.clone();
         let applied = tokio::task::spawn_blocking(move || {
             let stats = rootfs
@@ -247,13 +286,7 @@ async fn apply_layers(client: &Arc<Client>, image: &Image, rootfs: Arc<Rootfs>, 
         } else {
             tasks.finish(applied).await
         };
-        let stats = result.map_err(|source| Error::Layer {
-            image: describe(client.repository(), &Target::Digest(image.digest.clone())),
-            index: i + 1,
-            count,
-            digest: layer.digest.clone(),
-            source: Box::new(source),
-        })?;
+        let stats = result.map_err(|source| layer_error(client, image, i, source))?;
         bars[i].finish(layer.size, &format!("{} entries", stats.entries));
     }
     Ok(())
@@ -292,27 +325,13 @@ async fn write_tarball(
         )
         .map_err(write_error)?;
     let layers = &image.manifest.layers;
-    let count = layers.len();
-    let board = Board::new(draw);
-    let bars: Vec<Arc<Bar>> = layers
-        .iter()
-        .enumerate()
-        .map(|(i, l)| Arc::new(board.bar(format!("layer {}/{count} {}", i + 1, short(&l.digest)), l.size)))
-        .collect();
-    // The next blob downloads (and is hashed) while the current one is written.
-    let mut started = std::collections::VecDeque::new();
-    let mut next = 0;
+    let bars = layer_bars(layers, draw);
+    // The next blob downloads while the current one is written; each is hashed on the
+    // writing thread, since receiving is the busier side here.
+    let mut ahead = Ahead::new(layers.len());
     for (i, layer) in layers.iter().enumerate() {
-        while next < count && started.len() < LAYERS_IN_FLIGHT {
-            // hashed on the writing thread: receiving is the busier side here
-            started.push_back(fetch::download_unhashed(
-                client,
-                &layers[next],
-                bars[next].clone(),
-            ));
-            next += 1;
-        }
-        let (mut reader, download) = started.pop_front().expect("blob i was started");
+        let (mut reader, download) =
+            ahead.take(|n| fetch::download(client, &layers[n], bars[n].clone(), false));
         let (digest, size) = (layer.digest.clone(), layer.size);
         let written = tokio::task::spawn_blocking(move || {
             let mut hashing = Hashing::new(&mut reader, size);
@@ -325,13 +344,7 @@ async fn write_tarball(
         .await
         .map_err(|e| LayerError::Read(std::io::Error::other(e)))
         .and_then(|r| r);
-        let layer_error = |source| Error::Layer {
-            image: describe(client.repository(), &Target::Digest(image.digest.clone())),
-            index: i + 1,
-            count,
-            digest: layer.digest.clone(),
-            source: Box::new(source),
-        };
+        let layer_error = |source| layer_error(client, image, i, source);
         // the download's verdict (integrity) first, then the writer's
         download
             .await

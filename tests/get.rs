@@ -652,6 +652,27 @@ fn bad_invocations() {
     }
 }
 
+/// A fake registry serving `img` as `app`; `layer(request, nth)` answers the requests for
+/// its (only) layer blob.
+fn fake_registry(
+    img: &Image,
+    layer: impl Fn(&support::fake::Request, usize) -> Reply + Send + Sync + 'static,
+) -> FakeServer {
+    let (manifest, config) = (img.manifest.clone(), img.config.clone());
+    let manifest_path = format!("/v2/app/manifests/{}", img.digest());
+    let config_path = format!("/v2/app/blobs/{}", config.digest);
+    let layer_path = format!("/v2/app/blobs/{}", img.layers[0].digest);
+    FakeServer::start(move |req, nth| match req.path.as_str() {
+        "/v2/" => Reply::status(200),
+        p if p == manifest_path => Reply::status(200)
+            .with_header("Content-Type", OCI_MANIFEST)
+            .with_body(&manifest),
+        p if p == config_path => Reply::status(200).with_body(&config.bytes),
+        p if p == layer_path => layer(req, nth),
+        _ => Reply::status(404),
+    })
+}
+
 #[test]
 fn a_connection_cut_mid_layer_resumes_where_it_stopped() {
     let mut l = Layer::new();
@@ -662,39 +683,24 @@ fn a_connection_cut_mid_layer_resumes_where_it_stopped() {
     );
     let t = l.tar();
     let img = Image::from_layers(vec![(gzip(&t), t)], OCI_MANIFEST, "amd64");
-    let (manifest, config, layer) = (img.manifest.clone(), img.config.clone(), img.layers[0].clone());
     let digest = img.digest();
+    let layer = img.layers[0].clone();
     let layer_path = format!("/v2/app/blobs/{}", layer.digest);
-    let (m, lp) = (digest.clone(), layer_path.clone());
     let cut = layer.bytes.len() / 3;
-    let server = FakeServer::start(move |req, nth| {
-        if req.path == "/v2/" {
-            return Reply::status(200);
+    let server = fake_registry(&img, move |req, nth| {
+        if nth == 0 {
+            return Reply::Truncated(layer.bytes.len(), layer.bytes[..cut].to_vec());
         }
-        if req.path == format!("/v2/app/manifests/{m}") {
-            return Reply::status(200)
-                .with_header("Content-Type", OCI_MANIFEST)
-                .with_body(&manifest);
-        }
-        if req.path == format!("/v2/app/blobs/{}", config.digest) {
-            return Reply::status(200).with_body(&config.bytes);
-        }
-        if req.path == lp {
-            if nth == 0 {
-                return Reply::Truncated(layer.bytes.len(), layer.bytes[..cut].to_vec());
-            }
-            let from: usize = req
-                .header("range")
-                .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
-                .unwrap_or(0);
-            return Reply::status(206)
-                .with_header(
-                    "Content-Range",
-                    &format!("bytes {from}-{}/{}", layer.bytes.len() - 1, layer.bytes.len()),
-                )
-                .with_body(&layer.bytes[from..]);
-        }
-        Reply::status(404)
+        let from: usize = req
+            .header("range")
+            .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
+            .unwrap_or(0);
+        Reply::status(206)
+            .with_header(
+                "Content-Range",
+                &format!("bytes {from}-{}/{}", layer.bytes.len() - 1, layer.bytes.len()),
+            )
+            .with_body(&layer.bytes[from..])
     });
     let work = tempfile::tempdir().unwrap();
     ok(&fetch(
@@ -771,25 +777,10 @@ fn a_layer_that_keeps_failing_ends_in_a_clear_error() {
     l.file("data", &[1u8; 100_000], 0o644);
     let t = l.tar();
     let img = Image::from_layers(vec![(gzip(&t), t)], OCI_MANIFEST, "amd64");
-    let (manifest, config, layer) = (img.manifest.clone(), img.config.clone(), img.layers[0].clone());
     let digest = img.digest();
-    let m = digest.clone();
-    let layer_digest = layer.digest.clone();
-    let server = FakeServer::start(move |req, _| {
-        if req.path == "/v2/" {
-            Reply::status(200)
-        } else if req.path == format!("/v2/app/manifests/{m}") {
-            Reply::status(200)
-                .with_header("Content-Type", OCI_MANIFEST)
-                .with_body(&manifest)
-        } else if req.path == format!("/v2/app/blobs/{}", config.digest) {
-            Reply::status(200).with_body(&config.bytes)
-        } else if req.path == format!("/v2/app/blobs/{}", layer.digest) {
-            Reply::Truncated(layer.bytes.len(), Vec::new())
-        } else {
-            Reply::status(404)
-        }
-    });
+    let layer_digest = img.layers[0].digest.clone();
+    let size = img.layers[0].bytes.len();
+    let server = fake_registry(&img, move |_, _| Reply::Truncated(size, Vec::new()));
     let work = tempfile::tempdir().unwrap();
     let line = fetch(&format!("{}/app", server.host), &digest, json!({}), work.path()).error_line();
     assert!(
@@ -804,9 +795,8 @@ fn blob_redirects_to_another_host_are_followed_without_credentials() {
     l.file("data", b"from the storage host", 0o644);
     let t = l.tar();
     let img = Image::from_layers(vec![(gzip(&t), t)], OCI_MANIFEST, "amd64");
-    let (manifest, config, layer) = (img.manifest.clone(), img.config.clone(), img.layers[0].clone());
     let digest = img.digest();
-    let blob = layer.bytes.clone();
+    let blob = img.layers[0].bytes.clone();
     let storage = FakeServer::start(move |req, _| {
         if req.path == "/storage/layer" {
             Reply::status(200).with_body(&blob)
@@ -815,21 +805,8 @@ fn blob_redirects_to_another_host_are_followed_without_credentials() {
         }
     });
     let storage_url = format!("http://{}/storage/layer", storage.host);
-    let m = digest.clone();
-    let registry = FakeServer::start(move |req, _| {
-        if req.path == "/v2/" {
-            Reply::status(200)
-        } else if req.path == format!("/v2/app/manifests/{m}") {
-            Reply::status(200)
-                .with_header("Content-Type", OCI_MANIFEST)
-                .with_body(&manifest)
-        } else if req.path == format!("/v2/app/blobs/{}", config.digest) {
-            Reply::status(200).with_body(&config.bytes)
-        } else if req.path == format!("/v2/app/blobs/{}", layer.digest) {
-            Reply::status(307).with_header("Location", &storage_url)
-        } else {
-            Reply::status(404)
-        }
+    let registry = fake_registry(&img, move |_, _| {
+        Reply::status(307).with_header("Location", &storage_url)
     });
     let work = tempfile::tempdir().unwrap();
     ok(&fetch(
