@@ -242,19 +242,27 @@ impl Files {
         }
     }
 
-    fn read_small(&self, name: &str) -> Result<Vec<u8>, ArchiveError> {
-        let loc = self
-            .locate(name)
+    /// Where `name` is; a missing member is an error naming it.
+    fn require(&self, name: &str) -> Result<Location, ArchiveError> {
+        self.locate(name)
             .map_err(|source| self.read_error(source))?
             .ok_or_else(|| ArchiveError::Missing {
                 path: self.root.clone(),
                 name: name.to_owned(),
-            })?;
+            })
+    }
+
+    /// The whole bytes at `loc` (small members: JSON documents, manifests).
+    fn read(&self, loc: &Location) -> Result<Vec<u8>, ArchiveError> {
         let mut bytes = Vec::new();
         loc.open()
             .and_then(|mut r| r.read_to_end(&mut bytes))
             .map_err(|source| self.read_error(source))?;
         Ok(bytes)
+    }
+
+    fn read_small(&self, name: &str) -> Result<Vec<u8>, ArchiveError> {
+        self.read(&self.require(name)?)
     }
 
     fn read_error(&self, source: io::Error) -> ArchiveError {
@@ -387,13 +395,7 @@ fn read_oci(files: &Files, tag: &str) -> Result<PushPlan, ArchiveError> {
 /// Where a descriptor's blob is, checking its size (digests of large blobs are checked by
 /// the registry when they are pushed, and by us when small enough to read here).
 fn locate_blob(files: &Files, d: &Descriptor) -> Result<Location, ArchiveError> {
-    let loc = files
-        .locate(&blob_name(&d.digest))
-        .map_err(|source| files.read_error(source))?
-        .ok_or_else(|| ArchiveError::Missing {
-            path: files.root.clone(),
-            name: blob_name(&d.digest),
-        })?;
+    let loc = files.require(&blob_name(&d.digest))?;
     if loc.size != d.size {
         return Err(ArchiveError::BadBlob {
             path: files.root.clone(),
@@ -404,11 +406,7 @@ fn locate_blob(files: &Files, d: &Descriptor) -> Result<Location, ArchiveError> 
 }
 
 fn read_manifest(files: &Files, d: &Descriptor) -> Result<ManifestToPush, ArchiveError> {
-    let loc = locate_blob(files, d)?;
-    let mut bytes = Vec::new();
-    loc.open()
-        .and_then(|mut r| r.read_to_end(&mut bytes))
-        .map_err(|source| files.read_error(source))?;
+    let bytes = files.read(&locate_blob(files, d)?)?;
     if Digest::sha256(&bytes) != d.digest {
         return Err(ArchiveError::BadBlob {
             path: files.root.clone(),
@@ -477,13 +475,7 @@ fn read_docker(files: &Files) -> Result<PushPlan, ArchiveError> {
     };
     let mut layers = Vec::new();
     for name in &entry.layers {
-        let loc = files
-            .locate(name)
-            .map_err(|source| files.read_error(source))?
-            .ok_or_else(|| ArchiveError::Missing {
-                path: files.root.clone(),
-                name: name.clone(),
-            })?;
+        let loc = files.require(name)?;
         let (blob, media_type) = prepare_layer(loc).map_err(|source| files.read_error(source))?;
         layers.push((blob, media_type));
     }

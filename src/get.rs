@@ -309,21 +309,15 @@ async fn write_tarball(
     let file = std::fs::File::create(path).map_err(write_error)?;
     let mut writer =
         TarballWriter::new(std::io::BufWriter::with_capacity(1 << 20, file)).map_err(write_error)?;
-    writer
-        .add_blob(
-            &image.digest,
-            image.manifest_bytes.len() as u64,
-            &image.manifest_bytes[..],
-        )
-        .map_err(write_error)?;
     let config = &image.manifest.config;
-    writer
-        .add_blob(
-            &config.digest,
-            image.config_bytes.len() as u64,
-            &image.config_bytes[..],
-        )
-        .map_err(write_error)?;
+    for (digest, bytes) in [
+        (&image.digest, &image.manifest_bytes),
+        (&config.digest, &image.config_bytes),
+    ] {
+        writer
+            .add_blob(digest, bytes.len() as u64, &bytes[..])
+            .map_err(write_error)?;
+    }
     let layers = &image.manifest.layers;
     let bars = layer_bars(layers, draw);
     // The next blob downloads while the current one is written; each is hashed on the

@@ -221,8 +221,10 @@ fn body_of(data: &BlobData, bar: Arc<Bar>) -> reqwest::Body {
     };
     match data {
         BlobData::Bytes(bytes) => {
-            count(&Bytes::from(bytes.clone()));
-            reqwest::Body::from(bytes.clone())
+            // a small in-memory body (a config) goes in one piece
+            let body = Bytes::from(bytes.clone());
+            count(&body);
+            reqwest::Body::from(body)
         }
         BlobData::Stored(loc) => {
             let loc = loc.clone();
