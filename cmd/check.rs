@@ -4,6 +4,10 @@ use std::process::ExitCode;
 
 use registry_image::{check, cli, source::CheckRequest, Backoff};
 
+/// Keeps hyper's large read buffers mapped between HTTP chunks (see `alloc`).
+#[global_allocator]
+static ALLOCATOR: registry_image::alloc::Recycling = registry_image::alloc::Recycling;
+
 fn main() -> ExitCode {
     cli::finish(run().map_err(|e| format!("{e:#}")))
 }

@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use registry_image::{cli, get, source::InRequest, Backoff};
 
+/// Keeps hyper's large read buffers mapped between HTTP chunks (see `alloc`).
+#[global_allocator]
+static ALLOCATOR: registry_image::alloc::Recycling = registry_image::alloc::Recycling;
+
 fn main() -> ExitCode {
     cli::finish(run().map_err(|e| format!("{e:#}")))
 }

@@ -19,6 +19,9 @@
 //! and the format modules; the format modules take readers and writers and never see a
 //! client; everything uses the pure types, which use nothing.
 #![deny(missing_docs)]
+// The exceptions: the calls into ISA-L (`compression::member`) and the binaries'
+// allocator (`alloc`).
+#![deny(unsafe_code)]
 #![warn(clippy::pedantic)]
 // Every fallible function returns this crate's documented `Error`; repeating the variants
 // in a `# Errors` section of each private helper would add nothing.
@@ -28,6 +31,7 @@
 // buy nothing measurable and cost clarity at every match.
 #![allow(clippy::result_large_err)]
 
+pub mod alloc;
 pub mod archive;
 pub mod auth;
 pub mod check;

@@ -5,7 +5,11 @@
 //! (registry-image-resource issue #405). zstd starts with `28 b5 2f fd`, gzip with `1f 8b`;
 //! anything else is read as a plain tar.
 
+mod member;
+
 use std::io::{self, BufRead, BufReader, Read};
+
+use member::MemberBody;
 
 /// The compression of a layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,14 +51,13 @@ pub fn decompress<'a, R: Read + 'a>(reader: R) -> io::Result<(Compression, Box<d
     Ok((kind, decoder))
 }
 
-/// gzip (RFC 1952) inflated member after member (`pigz` and some builders write several),
-/// without checking each member's CRC-32: callers verify the whole blob's sha256, and
-/// the CRC took a seventh of the inflating thread's time, the slowest stage of `in`.
+/// gzip (RFC 1952) inflated member after member (`pigz` and some builders write several);
+/// this reads the headers, [`MemberBody`] the deflate data and the trailers.
 enum Gzip<R> {
     /// Before a member header (or at the end).
     Header(R),
     /// Inside a member's deflate stream.
-    Body(flate2::bufread::DeflateDecoder<R>),
+    Body(MemberBody<R>),
     /// After the last member.
     Done,
 }
@@ -104,7 +107,7 @@ impl<R: BufRead> Read for Gzip<R> {
                     if !Self::start_member(&mut input, true)? {
                         return Ok(0);
                     }
-                    *self = Self::Body(flate2::bufread::DeflateDecoder::new(input));
+                    *self = Self::Body(MemberBody::new(input));
                 }
                 Self::Body(mut decoder) => {
                     let n = decoder.read(buf)?;
@@ -112,13 +115,12 @@ impl<R: BufRead> Read for Gzip<R> {
                         *self = Self::Body(decoder);
                         return Ok(n);
                     }
-                    // member done: skip its CRC-32 and size, then look for another
+                    // member done, trailer checked: look for another
                     let mut input = decoder.into_inner();
-                    input.read_exact(&mut [0u8; 8])?;
                     if !Self::start_member(&mut input, false)? {
                         return Ok(0);
                     }
-                    *self = Self::Body(flate2::bufread::DeflateDecoder::new(input));
+                    *self = Self::Body(MemberBody::new(input));
                 }
             }
         }
