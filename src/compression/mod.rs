@@ -7,7 +7,7 @@
 
 mod member;
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, Cursor, Read};
 
 use member::MemberBody;
 
@@ -36,17 +36,29 @@ impl Compression {
     }
 }
 
-/// Wraps `reader` in the decompressor its first bytes call for.
+/// Wraps `reader` in the decompressor its first bytes call for. The decompressors read
+/// `reader`'s own buffers (no copy in between); a plain `Read` needs a `BufReader` around it.
 ///
 /// # Errors
 /// When the first bytes cannot be read, or the zstd decoder cannot start.
-pub fn decompress<'a, R: Read + 'a>(reader: R) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
-    let mut buffered = BufReader::with_capacity(256 * 1024, reader);
-    let kind = Compression::sniff(buffered.fill_buf()?);
+pub fn decompress<'a, R: BufRead + 'a>(mut reader: R) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
+    // the magic bytes may arrive split over reads: collect them, then put them back in front
+    let mut head = [0u8; 4];
+    let mut got = 0;
+    while got < head.len() {
+        match reader.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let kind = Compression::sniff(&head[..got]);
+    let input = Cursor::new(head[..got].to_vec()).chain(reader);
     let decoder: Box<dyn Read + 'a> = match kind {
-        Compression::Gzip => Box::new(Gzip::Header(buffered)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
-        Compression::None => Box::new(buffered),
+        Compression::Gzip => Box::new(Gzip::Header(input)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
+        Compression::None => Box::new(input),
     };
     Ok((kind, decoder))
 }
@@ -149,6 +161,25 @@ mod tests {
         roundtrip(&data, &zstd::encode_all(&data[..], 3).unwrap(), Compression::Zstd);
         roundtrip(&data, &data, Compression::None);
         roundtrip(b"", b"", Compression::None);
+    }
+
+    #[test]
+    fn magic_bytes_split_over_reads() {
+        let data = b"tar bytes".repeat(1000);
+        let gz = {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(&data).unwrap();
+            gz.finish().unwrap()
+        };
+        let zst = zstd::encode_all(&data[..], 3).unwrap();
+        for (compressed, kind) in [(gz, Compression::Gzip), (zst, Compression::Zstd)] {
+            // one byte per read, as a stream cut into tiny chunks delivers them
+            let (k, mut r) = decompress(io::BufReader::with_capacity(1, &compressed[..])).unwrap();
+            assert_eq!(k, kind);
+            let mut out = Vec::new();
+            r.read_to_end(&mut out).unwrap();
+            assert!(out == data, "{kind:?}");
+        }
     }
 
     #[test]

@@ -7,9 +7,9 @@
 //! `Range`, by skipping what was already delivered), so the reader sees one continuous
 //! stream and never a restart in the middle of a tar.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 
-use bytes::Bytes;
+use bytes::{Buf as _, Bytes};
 use reqwest::Method;
 use tokio::sync::mpsc;
 
@@ -23,7 +23,8 @@ const CONFIG_LIMIT: usize = 16 * 1024 * 1024;
 /// hundred KiB on a fast connection, so this bounds a layer's download buffer to a few MiB.
 pub const CHANNEL_DEPTH: usize = 16;
 
-/// A blocking `Read` over the chunks a download sends.
+/// A blocking reader over the chunks a download sends. As a `BufRead` it hands out the
+/// chunks themselves, so the inflater reads the HTTP body without another copy.
 pub struct ChannelReader {
     rx: mpsc::Receiver<Bytes>,
     current: Bytes,
@@ -46,15 +47,27 @@ impl ChannelReader {
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = buf.len().min(available.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for ChannelReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.current.is_empty() {
             match self.rx.blocking_recv() {
                 Some(chunk) => self.current = chunk,
-                None => return Ok(0),
+                None => break,
             }
         }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
+        Ok(&self.current)
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.current.advance(amount.min(self.current.len()));
     }
 }
 
