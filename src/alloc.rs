@@ -157,7 +157,9 @@ mod tests {
             a.dealloc(p, layout);
             let q = a.alloc_zeroed(layout);
             assert_eq!(q, p, "the kept block comes back");
-            assert!(std::slice::from_raw_parts(q, layout.size()).iter().all(|&b| b == 0));
+            assert!(std::slice::from_raw_parts(q, layout.size())
+                .iter()
+                .all(|&b| b == 0));
             a.dealloc(q, layout);
             let r = a.alloc(other);
             assert_ne!(r, p, "a different size gets its own block");

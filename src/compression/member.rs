@@ -157,7 +157,12 @@ mod tests {
                 }
                 out.extend_from_slice(&buf[..n]);
             }
-            assert!(out == data, "{capacity}: {} bytes decoded, {} expected", out.len(), data.len());
+            assert!(
+                out == data,
+                "{capacity}: {} bytes decoded, {} expected",
+                out.len(),
+                data.len()
+            );
             let mut rest = Vec::new();
             member.into_inner().read_to_end(&mut rest).unwrap();
             assert_eq!(rest, b"NEXT", "{capacity}");
