@@ -116,18 +116,14 @@ unsafe impl GlobalAlloc for Recycling {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if !kept_size(layout) {
-            // SAFETY: `ptr` came from `System` with `layout`, the caller's contract holds.
-            if let Ok(new) = Layout::from_size_align(new_size, layout.align()) {
-                if !kept_size(new) {
-                    return unsafe { System.realloc(ptr, layout, new_size) };
-                }
-            }
-        }
-        // one side is in the kept range: allocate, copy and free through this allocator
         let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
             return std::ptr::null_mut();
         };
+        if !kept_size(layout) && !kept_size(new_layout) {
+            // SAFETY: `ptr` came from `System` with `layout`, the caller's contract holds.
+            return unsafe { System.realloc(ptr, layout, new_size) };
+        }
+        // one side is in the kept range: allocate, copy and free through this allocator
         // SAFETY: `new_layout` has a non-zero size (the caller's contract for `realloc`).
         let new = unsafe { self.alloc(new_layout) };
         if !new.is_null() {
