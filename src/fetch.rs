@@ -143,7 +143,6 @@ pub fn download(
     (reader, task)
 }
 
-/// Size and sha256 of what arrived, against the descriptor.
 /// Inflates `compressed` into `out`. After a decode failure the rest of the blob is still
 /// read, so the download finishes hashing it: a corrupt blob usually breaks the inflater
 /// before its end arrives, and the digest is the real cause to report.

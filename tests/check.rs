@@ -16,14 +16,7 @@ fn check(input: &Value) -> Output {
 }
 
 fn versions(out: &Output) -> Vec<(String, String)> {
-    assert!(out.success, "check failed:\n{}", out.stderr);
-    assert_eq!(
-        out.stdout.lines().count(),
-        1,
-        "stdout must be one JSON line: {:?}",
-        out.stdout
-    );
-    out.json()
+    out.one_json_line("check")
         .as_array()
         .expect("check prints a JSON array")
         .iter()

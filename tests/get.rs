@@ -22,14 +22,7 @@ fn fetch(repo: &str, digest: &str, params: Value, dest: &Path) -> Output {
 }
 
 fn ok(out: &Output) -> Value {
-    assert!(out.success, "in failed:\n{}", out.stderr);
-    assert_eq!(
-        out.stdout.lines().count(),
-        1,
-        "one JSON line on stdout: {:?}",
-        out.stdout
-    );
-    out.json()
+    out.one_json_line("in")
 }
 
 /// Fetches with `in` and with skopeo + umoci, and returns the differences.

@@ -23,14 +23,7 @@ fn push(source: Value, params: Value, src: &Path) -> Output {
 }
 
 fn ok(out: &Output) -> Value {
-    assert!(out.success, "out failed:\n{}", out.stderr);
-    assert_eq!(
-        out.stdout.lines().count(),
-        1,
-        "one JSON line on stdout: {:?}",
-        out.stdout
-    );
-    out.json()
+    out.one_json_line("out")
 }
 
 /// The digest skopeo sees for `repo:tag`.

@@ -13,7 +13,7 @@ use bytes::{Buf as _, Bytes};
 use reqwest::Method;
 use tokio::sync::mpsc;
 
-use super::{error, Client, Error};
+use super::{Client, Error};
 use crate::digest::Digest;
 
 /// Largest config blob we accept whole (real ones are a few KiB).
@@ -83,17 +83,10 @@ impl Client {
     /// Registry failures, a blob over 16 MiB, or content that does not match `digest`.
     pub async fn fetch_blob(&self, digest: &Digest) -> Result<Vec<u8>, Error> {
         let path = format!("blobs/{digest}");
-        let url = self.url(&path).await?;
-        let body = self
-            .backoff
-            .retry(|| async {
-                let response = self.attempt(&Method::GET, &path, "*/*", None).await?;
-                error::read_limited(response, CONFIG_LIMIT)
-                    .await
-                    .ok_or_else(|| Error::BlobTooLarge {
-                        url: url.clone(),
-                        limit: CONFIG_LIMIT,
-                    })
+        let (url, body) = self
+            .get_whole(&path, "*/*", CONFIG_LIMIT, |url, limit| Error::BlobTooLarge {
+                url,
+                limit,
             })
             .await?;
         let found = Digest::sha256(&body);

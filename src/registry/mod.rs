@@ -176,17 +176,9 @@ impl Client {
     /// Registry, auth or transport failures, a body over 4 MiB, or a digest mismatch.
     pub async fn fetch_manifest(&self, target: &Target) -> Result<(Vec<u8>, Digest), Error> {
         let path = format!("manifests/{target}");
-        let url = self.url(&path).await?;
-        let body = self
-            .backoff
-            .retry(|| async {
-                let response = self.attempt(&Method::GET, &path, MANIFEST_ACCEPT, None).await?;
-                error::read_limited(response, MANIFEST_LIMIT)
-                    .await
-                    .ok_or_else(|| Error::ManifestTooLarge {
-                        url: url.clone(),
-                        limit: MANIFEST_LIMIT,
-                    })
+        let (url, body) = self
+            .get_whole(&path, MANIFEST_ACCEPT, MANIFEST_LIMIT, |url, limit| {
+                Error::ManifestTooLarge { url, limit }
             })
             .await?;
         let digest = Digest::sha256(&body);
@@ -199,6 +191,28 @@ impl Client {
             }
         }
         Ok((body, digest))
+    }
+
+    /// GETs `path` whole, with retries, refusing a body over `limit` with the error
+    /// `too_large` makes of the URL and the limit. Returns the URL and the body.
+    async fn get_whole(
+        &self,
+        path: &str,
+        accept: &str,
+        limit: usize,
+        too_large: fn(String, usize) -> Error,
+    ) -> Result<(String, Vec<u8>), Error> {
+        let url = self.url(path).await?;
+        let body = self
+            .backoff
+            .retry(|| async {
+                let response = self.attempt(&Method::GET, path, accept, None).await?;
+                error::read_limited(response, limit)
+                    .await
+                    .ok_or_else(|| too_large(url.clone(), limit))
+            })
+            .await?;
+        Ok((url, body))
     }
 
     /// Sends a request with retries; a non-success status is an error.

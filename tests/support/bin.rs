@@ -23,6 +23,19 @@ impl Output {
         })
     }
 
+    /// Asserts success with exactly one line on stdout, and returns it parsed as JSON;
+    /// `binary` names the command in the failure message.
+    pub fn one_json_line(&self, binary: &str) -> serde_json::Value {
+        assert!(self.success, "{binary} failed:\n{}", self.stderr);
+        assert_eq!(
+            self.stdout.lines().count(),
+            1,
+            "stdout must be one JSON line: {:?}",
+            self.stdout
+        );
+        self.json()
+    }
+
     /// Asserts failure and returns the last stderr line (the error).
     pub fn error_line(&self) -> String {
         assert!(
