@@ -19,12 +19,12 @@ use crate::progress::{human, Bar, Board};
 use crate::reference::{describe, Target};
 use crate::registry::Client;
 use crate::retry::Backoff;
-use crate::rootfs::Rootfs;
+use crate::rootfs::{LayerStats, Rootfs, Turn};
 use crate::source::{InRequest, MetadataField, StepResponse};
 use crate::tarball::{ImageEntry, TarballWriter};
 
-/// Layers downloading and inflating at once: the one being written and the next.
-const LAYERS_IN_FLIGHT: usize = 2;
+/// Blobs downloading at once for `image.tar`: the one being written and the next.
+const BLOBS_IN_FLIGHT: usize = 2;
 
 /// How `in` delivers the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,25 +221,27 @@ fn layer_bars(layers: &[Descriptor], draw: bool) -> Vec<Arc<Bar>> {
         .collect()
 }
 
-/// Pipelines started ahead of the layer being consumed, at most [`LAYERS_IN_FLIGHT`].
+/// Pipelines started ahead of the blob being consumed, `depth` at most.
 struct Ahead<T> {
     started: std::collections::VecDeque<T>,
     next: usize,
     count: usize,
+    depth: usize,
 }
 
 impl<T> Ahead<T> {
-    fn new(count: usize) -> Self {
+    fn new(count: usize, depth: usize) -> Self {
         Self {
             started: std::collections::VecDeque::new(),
             next: 0,
             count,
+            depth,
         }
     }
 
-    /// The next layer's pipeline, after starting those that may run ahead of it.
+    /// The next blob's pipeline, after starting those that may run ahead of it.
     fn take(&mut self, mut start: impl FnMut(usize) -> T) -> T {
-        while self.next < self.count && self.started.len() < LAYERS_IN_FLIGHT {
+        while self.next < self.count && self.started.len() < self.depth {
             self.started.push_back(start(self.next));
             self.next += 1;
         }
@@ -258,37 +260,93 @@ fn layer_error(client: &Client, image: &Image, index: usize, source: LayerError)
     }
 }
 
-/// Unpacks every layer in order, the next one downloading and inflating while the current
-/// one is written.
+/// A layer being unpacked: its consumer (on a blocking thread) and its download.
+struct Unpacking {
+    index: usize,
+    consumer: tokio::task::JoinHandle<std::result::Result<LayerStats, LayerError>>,
+    tasks: fetch::Tasks,
+}
+
+/// Unpacks every layer in order. Two layers are read at once: the one whose turn it is,
+/// and the next, whose files are written ahead until its turn comes (see `Rootfs`), so
+/// both cores inflate.
 async fn apply_layers(client: &Arc<Client>, image: &Image, rootfs: Arc<Rootfs>, draw: bool) -> Result<()> {
+    let applied = unpack_in_turns(client, image, &rootfs, draw).await;
+    if applied.is_err() {
+        rootfs.abandon();
+    }
+    applied
+}
+
+async fn unpack_in_turns(
+    client: &Arc<Client>,
+    image: &Image,
+    rootfs: &Arc<Rootfs>,
+    draw: bool,
+) -> Result<()> {
     let layers = &image.manifest.layers;
     let bars = layer_bars(layers, draw);
-    let mut ahead = Ahead::new(layers.len());
+    let mut turn = Arc::new(Turn::given());
+    let mut below: Option<Unpacking> = None;
     for (i, layer) in layers.iter().enumerate() {
-        let (mut reader, tasks) = ahead
-            .take(|n| fetch::start(client, &layers[n], bars[n].clone()))
-            .split();
-        let rootfs = rootfs.clone();
-        let applied = tokio::task::spawn_blocking(move || {
-            let stats = rootfs
-                .apply_layer(&mut reader)
-                .map_err(|e| LayerError::Unpack(Box::new(e)))?;
+        let (mut reader, tasks) = fetch::start(client, layer, bars[i].clone()).split();
+        let (rootfs, this_turn, next_turn) = (rootfs.clone(), turn, Arc::new(Turn::waiting()));
+        turn = next_turn.clone();
+        let consumer = tokio::task::spawn_blocking(move || {
+            let applied = rootfs.apply_layer_in_turn(&mut reader, i, &this_turn);
+            match &applied {
+                Ok(_) => next_turn.give(),
+                Err(_) => next_turn.withdraw(),
+            }
+            let stats = applied.map_err(|e| LayerError::Unpack(Box::new(e)))?;
             // what follows the tar's end (padding) still has to pass the digest check
             std::io::copy(&mut reader, &mut std::io::sink()).map_err(LayerError::Read)?;
             Ok(stats)
-        })
+        });
+        let current = Unpacking {
+            index: i,
+            consumer,
+            tasks,
+        };
+        if let Some(done) = below.replace(current) {
+            finish_layer(client, image, done, &bars).await?;
+        }
+    }
+    match below {
+        Some(done) => finish_layer(client, image, done, &bars).await,
+        None => Ok(()),
+    }
+}
+
+/// Waits for a layer's consumer and download, and reports the first real cause of a
+/// failure.
+async fn finish_layer(client: &Client, image: &Image, layer: Unpacking, bars: &[Arc<Bar>]) -> Result<()> {
+    let Unpacking {
+        index,
+        consumer,
+        tasks,
+    } = layer;
+    let applied = consumer
         .await
         .map_err(|e| LayerError::Read(std::io::Error::other(e)))
         .and_then(|r| r);
-        let refused = matches!(&applied, Err(LayerError::Unpack(e)) if matches!(**e, crate::rootfs::Error::Hostile { .. } | crate::rootfs::Error::NoOpenat2));
-        let result = if refused {
-            applied
-        } else {
-            tasks.finish(applied).await
-        };
-        let stats = result.map_err(|source| layer_error(client, image, i, source))?;
-        bars[i].finish(layer.size, &format!("{} entries", stats.entries));
+    let refused = matches!(&applied, Err(LayerError::Unpack(e)) if matches!(**e, crate::rootfs::Error::Hostile { .. } | crate::rootfs::Error::NoOpenat2));
+    let result = if refused {
+        applied
+    } else {
+        tasks.finish(applied).await
+    };
+    let stats = result.map_err(|source| layer_error(client, image, index, source))?;
+    if stats.early > 0 {
+        tracing::debug!(
+            "layer {}: {} of {} entries read before its turn, their files written ahead",
+            index + 1,
+            stats.early,
+            stats.entries
+        );
     }
+    let size = image.manifest.layers[index].size;
+    bars[index].finish(size, &format!("{} entries", stats.entries));
     Ok(())
 }
 
@@ -322,7 +380,7 @@ async fn write_tarball(
     let bars = layer_bars(layers, draw);
     // The next blob downloads while the current one is written; each is hashed on the
     // writing thread, since receiving is the busier side here.
-    let mut ahead = Ahead::new(layers.len());
+    let mut ahead = Ahead::new(layers.len(), BLOBS_IN_FLIGHT);
     for (i, layer) in layers.iter().enumerate() {
         let (mut reader, download) =
             ahead.take(|n| fetch::download(client, &layers[n], bars[n].clone(), false));

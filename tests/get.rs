@@ -34,8 +34,13 @@ fn differences_from_umoci(reg: &Registry, name: &str, digest: &str) -> Vec<Strin
 fn differences_between(reg: &Registry, name: &str, ours: &str, theirs: &str) -> Vec<String> {
     let work = tempfile::tempdir().unwrap();
     ok(&fetch(&reg.repo(name), ours, json!({}), &work.path().join("in")));
-    let theirs = reg.umoci_unpack(name, theirs, &work.path().join("umoci"));
-    let ours = tree::snapshot(&work.path().join("in/rootfs"));
+    differences_in(reg, name, &work.path().join("in/rootfs"), theirs, work.path())
+}
+
+/// Our unpacked `rootfs` against umoci's unpack of `theirs` into `work/umoci`.
+fn differences_in(reg: &Registry, name: &str, rootfs: &Path, theirs: &str, work: &Path) -> Vec<String> {
+    let theirs = reg.umoci_unpack(name, theirs, &work.join("umoci"));
+    let ours = tree::snapshot(rootfs);
     let mut theirs = tree::snapshot(&theirs);
     // Where umoci departs, deliberately: umoci restores a directory's times after each
     // entry written into it, but not after an opaque marker of its *parent* hid its lower
@@ -50,8 +55,12 @@ fn differences_between(reg: &Registry, name: &str, ours: &str, theirs: &str) -> 
 }
 
 /// Three layers: gzip, then gzip or zstd, then a plain tar without end-of-archive blocks.
-fn semantics_image(zstd_layer: bool) -> Image {
+/// `padding` more small files in the first layer make it slow to write.
+fn semantics_image(zstd_layer: bool, padding: usize) -> Image {
     let mut l1 = Layer::new();
+    for i in 0..padding {
+        l1.file(&format!("padding/{}/{i}", i % 50), b"pad", 0o644);
+    }
     l1.dir("a", 0o755)
         .file("a/x", b"x", 0o644)
         .file("a/y", b"y", 0o644);
@@ -118,11 +127,11 @@ fn semantics_image(zstd_layer: bool) -> Image {
 #[test]
 fn rootfs_matches_umoci_unpack() {
     let reg = Registry::plain();
-    let digest = reg.push("sem", "gzip", &semantics_image(false));
+    let digest = reg.push("sem", "gzip", &semantics_image(false, 0));
     let diffs = differences_from_umoci(&reg, "sem", &digest);
     assert!(diffs.is_empty(), "in and umoci disagree:\n{}", diffs.join("\n"));
     // umoci 0.4.7 cannot read zstd layers: compare our zstd unpack with its gzip one
-    let zstd_digest = reg.push("sem", "zstd", &semantics_image(true));
+    let zstd_digest = reg.push("sem", "zstd", &semantics_image(true, 0));
     let diffs = differences_between(&reg, "sem", &zstd_digest, &digest);
     assert!(
         diffs.is_empty(),
@@ -192,6 +201,40 @@ fn rootfs_matches_umoci_unpack() {
     assert!(!t[&long].hardlink_group.is_empty());
     assert_eq!(t["long-sym"].link, long);
     assert!(has(&format!("pax/{}", "p".repeat(120))));
+}
+
+#[test]
+fn layers_read_while_a_lower_one_is_written_unpack_as_umoci_does() {
+    let reg = Registry::plain();
+    // 5,000 files keep the first layer busy while the next is read
+    let digest = reg.push("ahead", "v1", &semantics_image(false, 5000));
+    let work = tempfile::tempdir().unwrap();
+    let dest = work.path().join("in");
+    let out = bin::run(
+        "in",
+        &json!({"source": {"repository": reg.repo("ahead"), "debug": true}, "version": {"digest": digest}}),
+        &[dest.to_str().unwrap()],
+    );
+    ok(&out);
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.contains("layer 2: ") && l.contains("read before its turn")),
+        "layer 2 was read while layer 1 was written:\n{}",
+        out.stderr
+    );
+    let mut left: Vec<_> = std::fs::read_dir(&dest)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["digest", "metadata.json", "repository", "rootfs", "tag"],
+        "the staging directory is gone"
+    );
+    let diffs = differences_in(&reg, "ahead", &dest.join("rootfs"), &digest, work.path());
+    assert!(diffs.is_empty(), "in and umoci disagree:\n{}", diffs.join("\n"));
 }
 
 #[test]

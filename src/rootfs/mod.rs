@@ -13,20 +13,31 @@
 //! Layers are hostile input. Paths are resolved by the kernel beneath the rootfs's directory
 //! handle (`path`), and an entry that names `..`, an absolute path, or a path through a
 //! symlink that climbs out is refused with the entry's name before anything is written for it.
+//!
+//! A layer may be read before its turn, while the one below it is still being applied: its
+//! files are then written ahead into a staging directory and moved into place, in entry
+//! order, when its turn comes (`ahead`), with the same result as applying it afterwards.
 
+mod ahead;
+mod dirs;
+mod entry;
 mod ops;
 mod path;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::fs::{Mode, OFlags};
 
-use self::path::{entry_path, open_beneath, ResolveError, Resolved};
+pub use self::ahead::Turn;
+use self::ahead::{Staging, MAX_EARLY_ENTRIES};
+use self::entry::{Action, Described, Link};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
@@ -69,6 +80,9 @@ pub enum Error {
         "this kernel lacks openat2 (Linux 5.6 or later), which unpacking needs to stay inside the rootfs"
     )]
     NoOpenat2,
+    /// Another layer failed, so this one stopped.
+    #[error("stopped: another layer failed")]
+    Abandoned,
 }
 
 /// What applying one layer did.
@@ -78,12 +92,18 @@ pub struct LayerStats {
     pub entries: u64,
     /// Device nodes skipped because we may not create them.
     pub skipped_devices: u64,
+    /// Entries read before the layer's turn, their files written ahead (see `ahead`).
+    pub early: u64,
 }
 
 /// A root filesystem being assembled.
 pub struct Rootfs {
     root: OwnedFd,
     creator: ops::Creator,
+    /// Where files of a layer read before its turn wait; `None` when it cannot be had.
+    staging: Option<Staging>,
+    /// Set when unpacking failed: layers still running stop at their next entry.
+    abandoned: AtomicBool,
 }
 
 impl Rootfs {
@@ -104,9 +124,12 @@ impl Rootfs {
             path: path.to_owned(),
             source,
         })?;
+        let staging = Staging::beside(path, &root);
         Ok(Self {
             root,
             creator: ops::Creator::current(),
+            staging,
+            abandoned: AtomicBool::new(false),
         })
     }
 
@@ -115,6 +138,23 @@ impl Rootfs {
     /// # Errors
     /// An unreadable tar, a hostile entry, or a filesystem failure; the error names the entry.
     pub fn apply_layer(&self, tar: impl Read) -> Result<LayerStats, Error> {
+        self.apply_layer_in_turn(tar, 0, &Turn::given())
+    }
+
+    /// Applies layer number `index` once `turn` is given, reading it meanwhile: until
+    /// then its files are written ahead into the staging directory (see `ahead`), and
+    /// applied in order when the turn comes. The result is the same as
+    /// [`Rootfs::apply_layer`] after the turn.
+    ///
+    /// # Errors
+    /// As [`Rootfs::apply_layer`]; [`Error::Abandoned`] when the turn is withdrawn or
+    /// [`Rootfs::abandon`] was called.
+    pub fn apply_layer_in_turn(
+        &self,
+        tar: impl Read,
+        index: usize,
+        turn: &Turn,
+    ) -> Result<LayerStats, Error> {
         let mut layer = Layer {
             rootfs: self,
             touched: HashSet::new(),
@@ -123,14 +163,77 @@ impl Rootfs {
             buf: vec![0; 256 * 1024],
             stats: LayerStats::default(),
         };
+        // entries read before the turn, each with the name of its staged file
+        let mut early: Option<Vec<(Described, Option<OsString>)>> = match (&self.staging, turn.poll()) {
+            (Some(_), None) => Some(Vec::new()),
+            _ => None,
+        };
         let mut archive = tar::Archive::new(tar);
         for entry in archive.entries().map_err(Error::Tar)? {
-            let entry = entry.map_err(Error::Tar)?;
-            layer.apply(entry)?;
+            let mut entry = entry.map_err(Error::Tar)?;
+            if self.abandoned.load(Ordering::Relaxed) {
+                return Err(Error::Abandoned);
+            }
+            let described = Described::of(&entry, self.creator)?;
+            if let Some(held) = &mut early {
+                if !turn_came(turn, held.len())? {
+                    let staged = layer.write_ahead(&described, &mut entry, index, held.len())?;
+                    held.push((described, staged));
+                    continue;
+                }
+                layer.apply_early(std::mem::take(held))?;
+                early = None;
+            }
+            layer.apply(described, Content::Stream(&mut entry))?;
+        }
+        if let Some(held) = early {
+            if !turn.wait() {
+                return Err(Error::Abandoned);
+            }
+            layer.apply_early(held)?;
         }
         layer.restore_saved_times();
         Ok(layer.stats)
     }
+
+    /// Stops every layer still being applied, at its next entry.
+    pub fn abandon(&self) {
+        self.abandoned.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether a layer holding `held` entries read early may apply them now: `false` while
+/// its turn is not given and it may hold more; when it may not, this waits.
+fn turn_came(turn: &Turn, held: usize) -> Result<bool, Error> {
+    let given = match turn.poll() {
+        None if held < MAX_EARLY_ENTRIES => return Ok(false),
+        None => turn.wait(),
+        Some(given) => given,
+    };
+    if given {
+        Ok(true)
+    } else {
+        Err(Error::Abandoned)
+    }
+}
+
+/// A non-whiteout entry on its way to the filesystem.
+struct Node<'a> {
+    name: &'a str,
+    rel: &'a Path,
+    file_name: &'a OsStr,
+    kind: tar::EntryType,
+    meta: &'a ops::Meta,
+    link: Option<Link>,
+    device: (u32, u32),
+}
+
+/// Where a file entry's content comes from.
+enum Content<'a> {
+    /// The tar, as it is read.
+    Stream(&'a mut dyn Read),
+    /// A file written ahead, by its name in the staging directory.
+    Staged(OsString),
 }
 
 fn hostile(entry: &str, reason: &str) -> Error {
@@ -138,22 +241,6 @@ fn hostile(entry: &str, reason: &str) -> Error {
         entry: entry.to_owned(),
         reason: reason.to_owned(),
     }
-}
-
-/// `a/./b/../c` → `a/c`, `/x` → `x`; `..` never climbs above the root (escapes were refused
-/// before we get here).
-fn lexical(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            std::path::Component::Normal(n) => out.push(n),
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            _ => {}
-        }
-    }
-    out
 }
 
 /// State of the layer being applied.
@@ -175,114 +262,140 @@ struct Layer<'a> {
 }
 
 impl Layer<'_> {
-    fn apply<R: Read>(&mut self, entry: tar::Entry<'_, R>) -> Result<(), Error> {
-        let raw = entry.path().map_err(Error::Tar)?.into_owned();
-        let name = raw.display().to_string();
-        let rel = entry_path(&raw).map_err(|reason| hostile(&name, reason))?;
+    fn apply(&mut self, entry: Described, content: Content<'_>) -> Result<(), Error> {
         self.stats.entries += 1;
-        let Some(file_name) = rel.file_name().map(OsStr::to_owned) else {
-            return Ok(()); // the root itself: keep the directory we unpack into as it is
-        };
+        let Described { name, rel, action } = entry;
         let parent = rel.parent().unwrap_or(Path::new("")).to_owned();
-        let file_name_str = file_name.to_string_lossy();
-        if file_name_str == OPAQUE {
-            self.parent = None;
-            self.save_times(&parent, &name)?;
-            return self.hide_lower_children(&parent, &name);
-        }
-        if let Some(hidden) = file_name_str.strip_prefix(WHITEOUT_PREFIX) {
-            if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
-                return Err(hostile(&name, "it whites out an invalid name"));
+        match action {
+            Action::Root => Ok(()), // keep the directory we unpack into as it is
+            Action::Opaque => {
+                self.parent = None;
+                self.save_times(&parent, &name)?;
+                self.hide_lower_children(&parent, &name)
             }
-            self.parent = None;
-            self.save_times(&parent, &name)?;
-            return self.remove_lower(&parent.join(hidden), &name);
+            Action::Whiteout(hidden) => {
+                self.parent = None;
+                self.save_times(&parent, &name)?;
+                self.remove_lower(&hidden, &name)
+            }
+            Action::Write {
+                kind,
+                meta,
+                link,
+                device,
+            } => {
+                self.mark_touched(&rel);
+                let file_name = rel.file_name().expect("only the root has none").to_owned();
+                let node = Node {
+                    name: &name,
+                    rel: &rel,
+                    file_name: &file_name,
+                    kind,
+                    meta: &meta,
+                    link,
+                    device,
+                };
+                self.write_entry(&node, &parent, content)
+            }
         }
-        self.mark_touched(&rel);
-        self.write_entry(entry, &rel, &parent, &file_name, &name)
+    }
+
+    /// Reads an entry before the layer's turn: a regular file is written into the staging
+    /// directory, named `<layer>-<n>`, and that name returned.
+    fn write_ahead<R: Read>(
+        &mut self,
+        entry: &Described,
+        content: &mut tar::Entry<'_, R>,
+        index: usize,
+        n: usize,
+    ) -> Result<Option<OsString>, Error> {
+        self.stats.early += 1;
+        let (Action::Write { meta, .. }, Some(staging)) = (&entry.action, &self.rootfs.staging) else {
+            return Ok(None);
+        };
+        if !entry.is_file() {
+            return Ok(None);
+        }
+        let staged = OsString::from(format!("{index}-{n}"));
+        ops::write_file(
+            &staging.dir,
+            &staged,
+            meta,
+            self.rootfs.creator.umask,
+            content,
+            &mut self.buf,
+        )
+        .map_err(|source| Error::Entry {
+            entry: entry.name.clone(),
+            source,
+        })?;
+        Ok(Some(staged))
+    }
+
+    /// Applies the entries read before the turn, in their order.
+    fn apply_early(&mut self, early: Vec<(Described, Option<OsString>)>) -> Result<(), Error> {
+        for (entry, staged) in early {
+            let content = match staged {
+                Some(name) => Content::Staged(name),
+                None => Content::Stream(&mut io::empty()),
+            };
+            self.apply(entry, content)?;
+        }
+        Ok(())
     }
 
     /// Writes a non-whiteout entry at `parent/file_name`.
-    fn write_entry<R: Read>(
-        &mut self,
-        mut entry: tar::Entry<'_, R>,
-        rel: &Path,
-        parent: &Path,
-        file_name: &OsStr,
-        name: &str,
-    ) -> Result<(), Error> {
-        let header = entry.header().clone();
-        let entry_type = header.entry_type();
-        // Check a hardlink's target before anything is written for the entry.
-        let link_target = if entry_type.is_hard_link() {
-            let target = entry
-                .link_name()
-                .map_err(Error::Tar)?
-                .ok_or_else(|| hostile(name, "hardlink without a target"))?;
-            Some(entry_path(&target).map_err(|r| hostile(name, &format!("hardlink target: {r}")))?)
-        } else {
-            None
-        };
+    fn write_entry(&mut self, node: &Node<'_>, parent: &Path, content: Content<'_>) -> Result<(), Error> {
+        let name = node.name;
         let fail = |source| Error::Entry {
             entry: name.to_owned(),
             source,
         };
-        let meta = ops::Meta::from_header(&header, self.rootfs.creator).map_err(fail)?;
-        let creator = self.rootfs.creator;
+        let (creator, staging) = (self.rootfs.creator, &self.rootfs.staging);
         // borrowed out while `dir` borrows the layer; an error ends the layer anyway
         let mut buf = std::mem::take(&mut self.buf);
         let dir = self.enter(parent, name)?;
-        match entry_type {
+        let (file_name, meta) = (node.file_name, node.meta);
+        match node.kind {
             t if t.is_dir() => {
-                ops::make_dir(dir, file_name, &meta, creator.umask).map_err(fail)?;
-                if let (Some(mtime), Some(saved)) = (meta.mtime(), self.saved_times.get_mut(rel)) {
+                ops::make_dir(dir, file_name, meta, creator.umask).map_err(fail)?;
+                if let (Some(mtime), Some(saved)) = (meta.mtime(), self.saved_times.get_mut(node.rel)) {
                     *saved = ops::Times::at(mtime);
                 }
             }
-            t if t.is_file() || t == tar::EntryType::Continuous || t == tar::EntryType::GNUSparse => {
-                ops::write_file(dir, file_name, &meta, creator.umask, &mut entry, &mut buf).map_err(fail)?;
-            }
-            t if t.is_symlink() => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| hostile(name, "symlink without a target"))?;
-                ops::make_symlink(dir, file_name, &target, &meta).map_err(fail)?;
-            }
-            t if t.is_hard_link() => {
-                let target = link_target.expect("set for hardlinks");
-                if target != rel {
-                    self.link(&target, file_name, name)?;
+            t if entry::is_file_kind(t) => match (content, staging) {
+                (Content::Staged(staged), Some(staging)) => {
+                    ahead::place(staging, &staged, dir, file_name).map_err(fail)?;
                 }
-            }
-            t if t.is_fifo() || t.is_character_special() || t.is_block_special() => {
-                if !ops::make_node(dir, file_name, t, &meta, &header, creator).map_err(fail)? {
-                    tracing::debug!("skipping device node {name}: not allowed to create it here");
-                    self.stats.skipped_devices += 1;
+                (Content::Stream(stream), _) => {
+                    ops::write_file(dir, file_name, meta, creator.umask, &mut &mut *stream, &mut buf)
+                        .map_err(fail)?;
                 }
-            }
-            other => tracing::debug!("skipping entry {name} of unsupported type {other:?}"),
+                (Content::Staged(_), None) => unreachable!("files are staged only with a staging directory"),
+            },
+            _ => match &node.link {
+                Some(Link::Symbolic(target)) => {
+                    ops::make_symlink(dir, file_name, target, meta).map_err(fail)?;
+                }
+                Some(Link::Hard(target)) => {
+                    if target != node.rel {
+                        self.link(target, file_name, name)?;
+                    }
+                }
+                None if node.kind.is_fifo()
+                    || node.kind.is_character_special()
+                    || node.kind.is_block_special() =>
+                {
+                    if !ops::make_node(dir, file_name, node.kind, meta, node.device, creator).map_err(fail)? {
+                        tracing::debug!("skipping device node {name}: not allowed to create it here");
+                        self.stats.skipped_devices += 1;
+                    }
+                }
+                None => tracing::debug!("skipping entry {name} of unsupported type {:?}", node.kind),
+            },
         }
         self.buf = buf;
         Ok(())
-    }
-
-    /// The directory `parent`, created if missing, from the cache when the previous entry
-    /// went there too; its times are saved the first time this layer touches it.
-    fn enter(&mut self, parent: &Path, name: &str) -> Result<&OwnedFd, Error> {
-        if self.parent.as_ref().is_none_or(|(p, _)| p != parent) {
-            let fd = self
-                .parent_dir(parent, name, true)?
-                .expect("created parents exist");
-            if !self.saved_times.contains_key(parent) {
-                let times = ops::times_of(&fd).map_err(|source| Error::Entry {
-                    entry: name.to_owned(),
-                    source,
-                })?;
-                self.saved_times.insert(parent.to_owned(), times);
-            }
-            self.parent = Some((parent.to_owned(), fd));
-        }
-        Ok(&self.parent.as_ref().expect("just set").1)
     }
 
     /// A hardlink at `(current parent, file_name)` to the root-relative `target`.
@@ -308,143 +421,10 @@ impl Layer<'_> {
             .map_err(|e| fail(e.kind(), format!("link to {}: {e}", target.display())))
     }
 
-    /// Saves `parent`'s times before a whiteout changes it.
-    fn save_times(&mut self, parent: &Path, entry: &str) -> Result<(), Error> {
-        if self.saved_times.contains_key(parent) {
-            return Ok(());
-        }
-        if let Some(dir) = self.resolve(parent, entry, OFlags::RDONLY | OFlags::DIRECTORY)? {
-            let times = ops::times_of(&dir).map_err(|source| Error::Entry {
-                entry: entry.to_owned(),
-                source,
-            })?;
-            self.saved_times.insert(parent.to_owned(), times);
-        }
-        Ok(())
-    }
-
-    /// Puts back the saved directory times. A directory that a later entry replaced or
-    /// removed has no times left to restore, so not finding one is not an error.
-    fn restore_saved_times(&mut self) {
-        self.parent = None;
-        for (path, times) in std::mem::take(&mut self.saved_times) {
-            let entry = path.display().to_string();
-            if let Ok(Some(fd)) = self.resolve(
-                &path,
-                &entry,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
-            ) {
-                let _ = ops::restore_times(&fd, &times);
-            }
-        }
-    }
-
     fn mark_touched(&mut self, rel: &Path) {
         let mut p = rel.to_path_buf();
         while !p.as_os_str().is_empty() && self.touched.insert(p.clone()) {
             p.pop();
-        }
-    }
-
-    /// Opens the directory `rel` (creating missing directories when `create`).
-    fn parent_dir(&self, rel: &Path, entry: &str, create: bool) -> Result<Option<OwnedFd>, Error> {
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY;
-        match self.resolve(rel, entry, flags)? {
-            Some(fd) => Ok(Some(fd)),
-            None if !create => Ok(None),
-            None => self.create_dirs(rel, entry, 0).map(Some),
-        }
-    }
-
-    /// Creates the missing directories of `rel`, one component at a time, each resolved from
-    /// the root. A component that is a symlink to a missing directory gets its target
-    /// created instead (inside the root), as `mkdir -p` in the container would.
-    fn create_dirs(&self, rel: &Path, entry: &str, depth: usize) -> Result<OwnedFd, Error> {
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY;
-        let fail = |what: String, kind: io::ErrorKind| Error::Entry {
-            entry: entry.to_owned(),
-            source: io::Error::new(kind, what),
-        };
-        if depth > 40 {
-            return Err(fail(
-                format!("too many symlinks creating {}", rel.display()),
-                io::ErrorKind::InvalidInput,
-            ));
-        }
-        let mut current = self
-            .resolve(Path::new(""), entry, flags)?
-            .expect("the root exists");
-        let mut prefix = PathBuf::new();
-        for component in rel.components() {
-            let parent = prefix.clone();
-            prefix.push(component);
-            if let Some(fd) = self.resolve(&prefix, entry, flags)? {
-                current = fd;
-                continue;
-            }
-            let name = component.as_os_str();
-            let kind = path::kind_at(&current, name).map_err(|source| Error::Entry {
-                entry: entry.to_owned(),
-                source,
-            })?;
-            if kind == Some(rustix::fs::FileType::Symlink) {
-                let target =
-                    rustix::fs::readlinkat(&current, name, Vec::new()).map_err(|e| Error::Entry {
-                        entry: entry.to_owned(),
-                        source: e.into(),
-                    })?;
-                let target = Path::new(std::ffi::OsStr::from_bytes(target.as_bytes()));
-                let joined = if target.is_absolute() {
-                    target.to_path_buf()
-                } else {
-                    parent.join(target)
-                };
-                self.create_dirs(&lexical(&joined), entry, depth + 1)?;
-            } else {
-                ops::make_dir(
-                    &current,
-                    name,
-                    &ops::Meta::implicit_dir(),
-                    self.rootfs.creator.umask,
-                )
-                .map_err(|source| {
-                    fail(
-                        format!("create parent {}: {source}", prefix.display()),
-                        source.kind(),
-                    )
-                })?;
-            }
-            current = self.resolve(&prefix, entry, flags)?.ok_or_else(|| {
-                fail(
-                    format!("parent {} is not a directory", prefix.display()),
-                    io::ErrorKind::NotFound,
-                )
-            })?;
-        }
-        Ok(current)
-    }
-
-    fn resolve(&self, rel: &Path, entry: &str, flags: OFlags) -> Result<Option<OwnedFd>, Error> {
-        match open_beneath(&self.rootfs.root, rel, flags) {
-            Ok(Resolved::Fd(fd)) => Ok(Some(fd)),
-            Ok(Resolved::Missing) => Ok(None),
-            Err(ResolveError::Escape { symlink }) => Err(Error::Hostile {
-                entry: entry.to_owned(),
-                reason: format!(
-                    "its path goes through symlink {:?}, which points outside the rootfs",
-                    symlink.display().to_string()
-                ),
-            }),
-            Err(ResolveError::NoOpenat2) => Err(Error::NoOpenat2),
-            Err(ResolveError::Io(e))
-                if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) =>
-            {
-                Ok(None)
-            }
-            Err(ResolveError::Io(source)) => Err(Error::Entry {
-                entry: entry.to_owned(),
-                source,
-            }),
         }
     }
 

@@ -290,7 +290,7 @@ pub(super) fn make_node(
     name: &OsStr,
     kind: tar::EntryType,
     meta: &Meta,
-    header: &tar::Header,
+    (major, minor): (u32, u32),
     creator: Creator,
 ) -> io::Result<bool> {
     let file_type = if kind.is_fifo() {
@@ -303,9 +303,6 @@ pub(super) fn make_node(
     if file_type != FileType::Fifo && creator.root.is_none() {
         return Ok(false);
     }
-    // FIFOs carry no device numbers, and some writers leave the fields blank.
-    let major = header.device_major().ok().flatten().unwrap_or(0);
-    let minor = header.device_minor().ok().flatten().unwrap_or(0);
     let dev = rustix::fs::makedev(major, minor);
     match create_replacing(dir, name, || {
         rustix::fs::mknodat(dir, name, file_type, Mode::from_raw_mode(0o600), dev)

@@ -1,0 +1,173 @@
+//! Writing a layer's files ahead of its turn.
+//!
+//! Layers must be applied in order, but inflating one is most of the work of unpacking it,
+//! and that work does not depend on the layers below. So while a layer is being applied,
+//! the next one is read as well: its regular files are written, with their final content,
+//! mode, owner and times, into a staging directory beside the rootfs, and its entries are
+//! remembered. When its turn comes, the remembered entries are applied in their order
+//! exactly as if they were read then, except that a file's content is moved into place
+//! with `rename` instead of written. Every byte is still written once, and both cores
+//! inflate.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
+
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+
+use super::ops::remove_all;
+
+/// Entries a layer may hold back while it waits for its turn (a few MiB of paths); past
+/// that it waits.
+pub(super) const MAX_EARLY_ENTRIES: usize = 32 * 1024;
+
+/// A layer's turn to write into the rootfs, given once every layer below it is applied, or
+/// withdrawn when one of them failed.
+pub struct Turn {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Waiting,
+    Given,
+    Withdrawn,
+}
+
+impl Turn {
+    /// A turn not given yet.
+    #[must_use]
+    pub fn waiting() -> Self {
+        Self::with(State::Waiting)
+    }
+
+    /// A turn already given: the first layer's.
+    #[must_use]
+    pub fn given() -> Self {
+        Self::with(State::Given)
+    }
+
+    fn with(state: State) -> Self {
+        Self {
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// The layers below are applied.
+    pub fn give(&self) {
+        self.set(State::Given);
+    }
+
+    /// A layer below failed: this one must not be applied.
+    pub fn withdraw(&self) {
+        self.set(State::Withdrawn);
+    }
+
+    fn set(&self, state: State) {
+        let mut s = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *s == State::Waiting {
+            *s = state;
+        }
+        self.changed.notify_all();
+    }
+
+    /// `Some(true)` once given, `Some(false)` once withdrawn, `None` while waiting.
+    pub(super) fn poll(&self) -> Option<bool> {
+        match *self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            State::Waiting => None,
+            State::Given => Some(true),
+            State::Withdrawn => Some(false),
+        }
+    }
+
+    /// Blocks until the turn is given (`true`) or withdrawn (`false`).
+    pub(super) fn wait(&self) -> bool {
+        let mut s = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *s == State::Waiting {
+            s = self
+                .changed
+                .wait(s)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *s == State::Given
+    }
+}
+
+/// The staging directory: a sibling of the rootfs (on the same filesystem, so `rename`
+/// works), private to us, removed when the rootfs is dropped.
+pub(super) struct Staging {
+    path: PathBuf,
+    pub(super) dir: OwnedFd,
+}
+
+impl Staging {
+    /// `.<name>.staging` beside `rootfs`, empty. `None` when it cannot be made or lies on
+    /// another filesystem: layers are then only applied in their turn.
+    pub(super) fn beside(rootfs: &Path, root: &OwnedFd) -> Option<Self> {
+        let name = rootfs.file_name()?;
+        let path = rootfs.with_file_name(format!(".{}.staging", name.to_string_lossy()));
+        let made = || -> io::Result<OwnedFd> {
+            match std::fs::remove_dir_all(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            rustix::fs::mkdir(&path, Mode::from_raw_mode(0o700))?;
+            let dir = rustix::fs::open(
+                &path,
+                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            if rustix::fs::fstat(&dir)?.st_dev != rustix::fs::fstat(root)?.st_dev {
+                return Err(io::Error::other("on another filesystem than the rootfs"));
+            }
+            Ok(dir)
+        };
+        match made() {
+            Ok(dir) => Some(Self { path, dir }),
+            Err(e) => {
+                tracing::debug!(
+                    "not writing layers ahead: staging directory {}: {e}",
+                    path.display()
+                );
+                let _ = std::fs::remove_dir_all(&path);
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        // empty unless a layer failed halfway through its turn
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Moves the staged file `staged` to `(dir, name)`, replacing whatever is there as
+/// writing it would have: `rename` replaces a file or symlink itself (never what a
+/// symlink points to); a directory is removed first.
+pub(super) fn place(staging: &Staging, staged: &OsStr, dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
+    match rustix::fs::renameat(&staging.dir, staged, dir, name) {
+        Ok(()) => Ok(()),
+        Err(Errno::ISDIR | Errno::NOTEMPTY | Errno::EXIST) => {
+            remove_all(dir, name)?;
+            Ok(rustix::fs::renameat(&staging.dir, staged, dir, name)?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,116 @@
+//! A tar entry read into what applying it needs, apart from its content: so an entry can be
+//! checked before anything is written for it, and applied later when it was written ahead.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::ops::{Creator, Meta};
+use super::path::entry_path;
+use super::{hostile, Error, OPAQUE, WHITEOUT_PREFIX};
+
+/// What an entry asks for.
+pub(super) enum Action {
+    /// The rootfs itself (`./`): the directory we unpack into is kept as it is.
+    Root,
+    /// `.wh..wh..opq`: hide the lower-layer content of the entry's directory.
+    Opaque,
+    /// `.wh.<name>`: remove this root-relative path as lower layers left it.
+    Whiteout(PathBuf),
+    /// Create a node of `kind`.
+    Write {
+        kind: tar::EntryType,
+        meta: Meta,
+        /// The target of a symlink (verbatim) or of a hardlink (root-relative).
+        link: Option<Link>,
+        /// Major and minor numbers of a device node.
+        device: (u32, u32),
+    },
+}
+
+/// A link's target.
+pub(super) enum Link {
+    Symbolic(Vec<u8>),
+    Hard(PathBuf),
+}
+
+/// An entry, checked: a name that escapes, or a link without a target, is refused here.
+pub(super) struct Described {
+    /// The entry's name as in the tar, for errors.
+    pub(super) name: String,
+    /// Its root-relative path.
+    pub(super) rel: PathBuf,
+    pub(super) action: Action,
+}
+
+impl Described {
+    pub(super) fn of<R: Read>(entry: &tar::Entry<'_, R>, creator: Creator) -> Result<Self, Error> {
+        let raw = entry.path().map_err(Error::Tar)?;
+        let name = raw.display().to_string();
+        let rel = entry_path(&raw).map_err(|reason| hostile(&name, reason))?;
+        let Some(file_name) = rel.file_name() else {
+            return Ok(Self {
+                name,
+                rel,
+                action: Action::Root,
+            });
+        };
+        let file_name = file_name.to_string_lossy();
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        let action = if file_name == OPAQUE {
+            Action::Opaque
+        } else if let Some(hidden) = file_name.strip_prefix(WHITEOUT_PREFIX) {
+            if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
+                return Err(hostile(&name, "it whites out an invalid name"));
+            }
+            Action::Whiteout(parent.join(hidden))
+        } else {
+            Self::write(entry, &name, creator)?
+        };
+        Ok(Self { name, rel, action })
+    }
+
+    fn write<R: Read>(entry: &tar::Entry<'_, R>, name: &str, creator: Creator) -> Result<Action, Error> {
+        let header = entry.header();
+        let kind = header.entry_type();
+        let link = if kind.is_hard_link() {
+            let target = entry
+                .link_name()
+                .map_err(Error::Tar)?
+                .ok_or_else(|| hostile(name, "hardlink without a target"))?;
+            let target = entry_path(&target).map_err(|r| hostile(name, &format!("hardlink target: {r}")))?;
+            Some(Link::Hard(target))
+        } else if kind.is_symlink() {
+            let target = entry
+                .link_name_bytes()
+                .ok_or_else(|| hostile(name, "symlink without a target"))?;
+            Some(Link::Symbolic(target.into_owned()))
+        } else {
+            None
+        };
+        let meta = Meta::from_header(header, creator).map_err(|source| Error::Entry {
+            entry: name.to_owned(),
+            source,
+        })?;
+        // FIFOs carry no device numbers, and some writers leave the fields blank.
+        let device = (
+            header.device_major().ok().flatten().unwrap_or(0),
+            header.device_minor().ok().flatten().unwrap_or(0),
+        );
+        Ok(Action::Write {
+            kind,
+            meta,
+            link,
+            device,
+        })
+    }
+
+    /// A regular file, whose content is written.
+    pub(super) fn is_file(&self) -> bool {
+        matches!(&self.action, Action::Write { kind, .. } if is_file_kind(*kind))
+    }
+}
+
+/// Entry types whose content becomes a regular file.
+pub(super) fn is_file_kind(kind: tar::EntryType) -> bool {
+    kind.is_file() || kind == tar::EntryType::Continuous || kind == tar::EntryType::GNUSparse
+}
