@@ -23,6 +23,9 @@ use crate::rootfs::{LayerStats, Rootfs, Turn};
 use crate::source::{InRequest, MetadataField, StepResponse};
 use crate::tarball::{ImageEntry, TarballWriter};
 
+/// Layers read at once for `rootfs`.
+const LAYERS_READ_AT_ONCE: usize = 2;
+
 /// Blobs downloading at once for `image.tar`: the one being written and the next.
 const BLOBS_IN_FLIGHT: usize = 2;
 
@@ -287,7 +290,7 @@ async fn unpack_in_turns(
     let layers = &image.manifest.layers;
     let bars = layer_bars(layers, draw);
     let mut turn = Arc::new(Turn::given());
-    let mut below: Option<Unpacking> = None;
+    let mut below: std::collections::VecDeque<Unpacking> = std::collections::VecDeque::new();
     for (i, layer) in layers.iter().enumerate() {
         let (mut reader, tasks) = fetch::start(client, layer, bars[i].clone()).split();
         let (rootfs, this_turn, next_turn) = (rootfs.clone(), turn, Arc::new(Turn::waiting()));
@@ -308,14 +311,16 @@ async fn unpack_in_turns(
             consumer,
             tasks,
         };
-        if let Some(done) = below.replace(current) {
+        below.push_back(current);
+        if below.len() >= LAYERS_READ_AT_ONCE {
+            let done = below.pop_front().expect("not empty");
             finish_layer(client, image, done, &bars).await?;
         }
     }
-    match below {
-        Some(done) => finish_layer(client, image, done, &bars).await,
-        None => Ok(()),
+    for done in below {
+        finish_layer(client, image, done, &bars).await?;
     }
+    Ok(())
 }
 
 /// Waits for a layer's consumer and download, and reports the first real cause of a
