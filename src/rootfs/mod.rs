@@ -165,7 +165,9 @@ impl Rootfs {
         };
         // entries read before the turn, each with the name of its staged file
         let mut early: Option<Vec<(Described, Option<OsString>)>> = match (&self.staging, turn.poll()) {
+            (_, Some(false)) => return Err(Error::Abandoned),
             (Some(_), None) => Some(Vec::new()),
+            (None, None) if !turn.wait() => return Err(Error::Abandoned),
             _ => None,
         };
         let mut archive = tar::Archive::new(tar);

@@ -346,3 +346,44 @@ fn a_hostile_entry_is_refused_before_the_turn_and_nothing_is_written() {
     assert!(snapshot(&work.path().join("rootfs")).is_empty());
     assert!(!work.path().join("escape").exists());
 }
+
+/// A reader that notes whether it was read before `turn` was given.
+struct NotesTurn<'a> {
+    bytes: &'a [u8],
+    turn: Arc<Turn>,
+    read_early: bool,
+}
+
+impl Read for NotesTurn<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_early |= self.turn.poll().is_none();
+        self.bytes.read(buf)
+    }
+}
+
+#[test]
+fn without_a_staging_directory_a_layer_waits_for_its_turn_before_reading() {
+    let layers = layers();
+    let work = tempfile::tempdir().unwrap();
+    let mut rootfs = Rootfs::create(&work.path().join("rootfs")).unwrap();
+    rootfs.staging = None;
+    rootfs.apply_layer(&layers[0][..]).unwrap();
+    let turn = Arc::new(Turn::waiting());
+    let mut reader = NotesTurn {
+        bytes: &layers[1],
+        turn: turn.clone(),
+        read_early: false,
+    };
+    let give = {
+        let turn = turn.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            turn.give();
+        })
+    };
+    let stats = rootfs.apply_layer_in_turn(&mut reader, 1, &turn).unwrap();
+    give.join().unwrap();
+    assert!(!reader.read_early, "the layer was read before its turn");
+    assert_eq!(stats.early, 0);
+    assert!(work.path().join("rootfs/o/new3").exists());
+}
