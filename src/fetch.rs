@@ -24,10 +24,10 @@ use crate::registry::{ChannelReader, Client};
 
 /// Inflated bytes per chunk handed to the consumer.
 const CHUNK: usize = 256 * 1024;
-/// Chunk buffers per layer (4 MiB), allocated once and passed back and forth: allocating
+/// Chunk buffers per layer (2 MiB), allocated once and passed back and forth: allocating
 /// a fresh 256 KiB buffer per chunk costs an mmap, a munmap and 64 page faults each with
 /// musl's allocator, which showed up as seconds of system time on a 1.4 GB image.
-const BUFFERS: usize = 16;
+const BUFFERS: usize = 8;
 
 /// A filled chunk: the buffer and how much of it holds data.
 type Filled = io::Result<(Vec<u8>, usize)>;

@@ -23,8 +23,10 @@ use crate::rootfs::{LayerStats, Rootfs, Turn};
 use crate::source::{InRequest, MetadataField, StepResponse};
 use crate::tarball::{ImageEntry, TarballWriter};
 
-/// Layers read at once for `rootfs`.
-const LAYERS_READ_AT_ONCE: usize = 2;
+/// Layers read at once for `rootfs`: the one whose turn it is and two written ahead. With
+/// two, B (20k files) took 0.90 s against 0.81 s here, the last layers' files then being
+/// created on one thread while the other core idled; C was the same either way.
+const LAYERS_READ_AT_ONCE: usize = 3;
 
 /// Blobs downloading at once for `image.tar`: the one being written and the next.
 const BLOBS_IN_FLIGHT: usize = 2;
@@ -270,9 +272,9 @@ struct Unpacking {
     tasks: fetch::Tasks,
 }
 
-/// Unpacks every layer in order. Two layers are read at once: the one whose turn it is,
-/// and the next, whose files are written ahead until its turn comes (see `Rootfs`), so
-/// both cores inflate.
+/// Unpacks every layer in order. Several layers are read at once: the one whose turn it
+/// is, and the next ones, whose files are written ahead until their turn comes (see
+/// `Rootfs`), so both cores inflate and create files.
 async fn apply_layers(client: &Arc<Client>, image: &Image, rootfs: Arc<Rootfs>, draw: bool) -> Result<()> {
     let applied = unpack_in_turns(client, image, &rootfs, draw).await;
     if applied.is_err() {
