@@ -265,6 +265,15 @@ fn layer_error(client: &Client, image: &Image, index: usize, source: LayerError)
     }
 }
 
+/// Withdraws the turn it holds when dropped, unless it was given (a panic included).
+struct WithdrawnUnlessGiven(Arc<Turn>);
+
+impl Drop for WithdrawnUnlessGiven {
+    fn drop(&mut self) {
+        self.0.withdraw();
+    }
+}
+
 /// A layer being unpacked: its consumer (on a blocking thread) and its download.
 struct Unpacking {
     index: usize,
@@ -298,11 +307,13 @@ async fn unpack_in_turns(
         let (rootfs, this_turn, next_turn) = (rootfs.clone(), turn, Arc::new(Turn::waiting()));
         turn = next_turn.clone();
         let consumer = tokio::task::spawn_blocking(move || {
+            // however this thread ends, the next layer must not wait forever
+            let next = WithdrawnUnlessGiven(next_turn);
             let applied = rootfs.apply_layer_in_turn(&mut reader, i, &this_turn);
-            match &applied {
-                Ok(_) => next_turn.give(),
-                Err(_) => next_turn.withdraw(),
+            if applied.is_ok() {
+                next.0.give();
             }
+            drop(next);
             let stats = applied.map_err(|e| LayerError::Unpack(Box::new(e)))?;
             // what follows the tar's end (padding) still has to pass the digest check
             std::io::copy(&mut reader, &mut std::io::sink()).map_err(LayerError::Read)?;

@@ -63,7 +63,7 @@ impl Turn {
         self.set(State::Given);
     }
 
-    /// A layer below failed: this one must not be applied.
+    /// A layer below failed: this one must not be applied. No effect once given.
     pub fn withdraw(&self) {
         self.set(State::Withdrawn);
     }
