@@ -3,8 +3,7 @@
 //!
 //! Three stages overlap: the download and the sha256 of what arrives run on the async
 //! runtime, the inflater on one blocking thread, the consumer on another, joined by bounded
-//! channels. The caller
-//! starts the next layer's pipeline while the current one is applied, so both cores stay
+//! channels. The caller runs several layers' pipelines at once (`get`), so both cores stay
 //! busy; every channel is bounded, so memory does not grow with layer size.
 
 use std::io::{self, Read};

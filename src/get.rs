@@ -304,12 +304,12 @@ async fn unpack_in_turns(
     let mut below: std::collections::VecDeque<Unpacking> = std::collections::VecDeque::new();
     for (i, layer) in layers.iter().enumerate() {
         let (mut reader, tasks) = fetch::start(client, layer, bars[i].clone()).split();
-        let (rootfs, this_turn, next_turn) = (rootfs.clone(), turn, Arc::new(Turn::waiting()));
-        turn = next_turn.clone();
+        let next_turn = Arc::new(Turn::waiting());
+        // however the consumer ends (or if it never runs), the next layer must not wait forever
+        let next = WithdrawnUnlessGiven(next_turn.clone());
+        let (rootfs, this_turn) = (rootfs.clone(), std::mem::replace(&mut turn, next_turn));
         let consumer = tokio::task::spawn_blocking(move || {
-            // however this thread ends, the next layer must not wait forever
-            let next = WithdrawnUnlessGiven(next_turn);
-            let applied = rootfs.apply_layer_in_turn(&mut reader, i, &this_turn);
+            let applied = rootfs.apply_layer_in_turn(&mut reader, &this_turn);
             if applied.is_ok() {
                 next.0.give();
             }

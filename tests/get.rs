@@ -400,27 +400,48 @@ fn hostile_layers_are_refused_and_nothing_outside_changes() {
             }),
         ),
     ];
+    // the same layers again after a base layer slow to write, so they are read ahead
+    let mut base = Layer::new();
+    for i in 0..1000 {
+        base.file(&format!("padding/{}/{i}", i % 50), b"", 0o644);
+    }
+    let base = base.tar();
+    let base_gz = gzip(&base);
     for (name, make) in cases {
-        let work = tempfile::tempdir().unwrap();
-        let outside = work.path().join("outside");
-        std::fs::create_dir(&outside).unwrap();
-        std::fs::write(outside.join("sentinel"), b"original").unwrap();
-        let dest = work.path().join("dest");
-        let t = make(&outside).tar();
-        let img = Image::from_layers(vec![(gzip(&t), t)], OCI_MANIFEST, "amd64");
-        let digest = reg.push(name, "latest", &img);
-        let line = fetch(&reg.repo(name), &digest, json!({}), &dest).error_line();
-        assert!(line.contains("refusing entry"), "{name}: {line}");
-        assert_eq!(
-            std::fs::read(outside.join("sentinel")).unwrap(),
-            b"original",
-            "{name} touched the sentinel"
-        );
-        assert_eq!(
-            std::fs::read_dir(&outside).unwrap().count(),
-            1,
-            "{name} wrote next to the sentinel"
-        );
+        for ahead in [false, true] {
+            let work = tempfile::tempdir().unwrap();
+            let outside = work.path().join("outside");
+            std::fs::create_dir(&outside).unwrap();
+            std::fs::write(outside.join("sentinel"), b"original").unwrap();
+            let dest = work.path().join("dest");
+            let t = make(&outside).tar();
+            let mut layers = vec![(gzip(&t), t)];
+            if ahead {
+                layers.insert(0, (base_gz.clone(), base.clone()));
+            }
+            let img = Image::from_layers(layers, OCI_MANIFEST, "amd64");
+            let digest = reg.push(name, if ahead { "ahead" } else { "alone" }, &img);
+            let line = fetch(&reg.repo(name), &digest, json!({}), &dest).error_line();
+            let case = format!("{name} (read ahead: {ahead})");
+            assert!(line.contains("refusing entry"), "{case}: {line}");
+            assert_eq!(
+                std::fs::read(outside.join("sentinel")).unwrap(),
+                b"original",
+                "{case} touched the sentinel"
+            );
+            assert_eq!(
+                std::fs::read_dir(&outside).unwrap().count(),
+                1,
+                "{case} wrote next to the sentinel"
+            );
+            if ahead {
+                assert!(line.contains("layer 2/2"), "{case}: {line}");
+                assert!(
+                    !dest.join(".rootfs.staging").exists(),
+                    "{case} left its staging directory"
+                );
+            }
+        }
     }
 }
 

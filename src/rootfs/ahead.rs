@@ -9,20 +9,22 @@
 //! with `rename` instead of written. Every byte is still written once, and both cores
 //! inflate.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::ops::remove_all;
 
-/// Entries a layer may hold back while it waits for its turn (a few MiB of paths); past
-/// that it waits.
-pub(super) const MAX_EARLY_ENTRIES: usize = 32 * 1024;
+/// Bytes of entries (paths, link targets) a layer may hold while it waits for its turn,
+/// about 10k entries; past that it waits.
+pub(super) const EARLY_BUDGET: usize = 4 * 1024 * 1024;
 
 /// A layer's turn to write into the rootfs, given once every layer below it is applied, or
 /// withdrawn when one of them failed.
@@ -113,6 +115,8 @@ impl Turn {
 pub(super) struct Staging {
     path: PathBuf,
     pub(super) dir: OwnedFd,
+    /// Names the next staged file.
+    next: AtomicU64,
 }
 
 impl Staging {
@@ -138,7 +142,11 @@ impl Staging {
             Ok(dir)
         };
         match made() {
-            Ok(dir) => Some(Self { path, dir }),
+            Ok(dir) => Some(Self {
+                path,
+                dir,
+                next: AtomicU64::new(0),
+            }),
             Err(e) => {
                 tracing::debug!(
                     "not writing layers ahead: staging directory {}: {e}",
@@ -151,6 +159,18 @@ impl Staging {
     }
 }
 
+impl Staging {
+    /// A name no staged file had, whichever layer asks.
+    pub(super) fn new_name(&self) -> OsString {
+        OsString::from(self.next.fetch_add(1, Ordering::Relaxed).to_string())
+    }
+
+    /// Where the staged file `name` is, for errors.
+    pub(super) fn path_of(&self, name: &OsStr) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
 impl Drop for Staging {
     fn drop(&mut self) {
         // empty unless a layer failed halfway through its turn
@@ -160,14 +180,48 @@ impl Drop for Staging {
 
 /// Moves the staged file `staged` to `(dir, name)`, replacing whatever is there as
 /// writing it would have: `rename` replaces a file or symlink itself (never what a
-/// symlink points to); a directory is removed first.
-pub(super) fn place(staging: &Staging, staged: &OsStr, dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
+/// symlink points to); a directory is removed first. `Ok(false)` when the rootfs is on
+/// another mount than the staging directory (a bind mount): [`take`] the file and copy it.
+pub(super) fn place(staging: &Staging, staged: &OsStr, dir: &OwnedFd, name: &OsStr) -> io::Result<bool> {
     match rustix::fs::renameat(&staging.dir, staged, dir, name) {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(true),
+        Err(Errno::XDEV) => Ok(false),
         Err(Errno::ISDIR | Errno::NOTEMPTY | Errno::EXIST) => {
             remove_all(dir, name)?;
-            Ok(rustix::fs::renameat(&staging.dir, staged, dir, name)?)
+            rustix::fs::renameat(&staging.dir, staged, dir, name)?;
+            Ok(true)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Opens the staged file `staged` for reading and removes its name.
+pub(super) fn take(staging: &Staging, staged: &OsStr) -> io::Result<File> {
+    let fd = rustix::fs::openat(
+        &staging.dir,
+        staged,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    rustix::fs::unlinkat(&staging.dir, staged, AtFlags::empty())?;
+    Ok(File::from(fd))
+}
+
+#[cfg(test)]
+impl Staging {
+    /// A staging directory at `path`, whatever filesystem it is on (tests put one on another).
+    pub(super) fn at(path: &Path) -> Self {
+        rustix::fs::mkdir(path, Mode::from_raw_mode(0o700)).unwrap();
+        let dir = rustix::fs::open(
+            path,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        Self {
+            path: path.to_owned(),
+            dir,
+            next: AtomicU64::new(0),
+        }
     }
 }

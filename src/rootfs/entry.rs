@@ -42,9 +42,20 @@ pub(super) struct Described {
     pub(super) action: Action,
 }
 
+/// The longest path the kernel resolves (`PATH_MAX`): a longer name or link target could
+/// never be created, and entries read ahead are held in memory.
+const PATH_MAX: usize = 4096;
+
 impl Described {
     pub(super) fn of<R: Read>(entry: &tar::Entry<'_, R>, creator: Creator) -> Result<Self, Error> {
         let raw = entry.path().map_err(Error::Tar)?;
+        if raw.as_os_str().len() > PATH_MAX {
+            let start: String = raw.display().to_string().chars().take(64).collect();
+            return Err(hostile(
+                &format!("{start}…"),
+                "its name is longer than 4096 bytes",
+            ));
+        }
         let name = raw.display().to_string();
         let rel = entry_path(&raw).map_err(|reason| hostile(&name, reason))?;
         let Some(file_name) = rel.file_name() else {
@@ -72,6 +83,9 @@ impl Described {
     fn write<R: Read>(entry: &tar::Entry<'_, R>, name: &str, creator: Creator) -> Result<Action, Error> {
         let header = entry.header();
         let kind = header.entry_type();
+        if entry.link_name_bytes().is_some_and(|l| l.len() > PATH_MAX) {
+            return Err(hostile(name, "its link target is longer than 4096 bytes"));
+        }
         let link = if kind.is_hard_link() {
             let target = entry
                 .link_name()
@@ -102,6 +116,23 @@ impl Described {
             link,
             device,
         })
+    }
+
+    /// About what holding it in memory costs.
+    pub(super) fn size(&self) -> usize {
+        let link = match &self.action {
+            Action::Write {
+                link: Some(Link::Symbolic(t)),
+                ..
+            } => t.len(),
+            Action::Write {
+                link: Some(Link::Hard(t)),
+                ..
+            }
+            | Action::Whiteout(t) => t.as_os_str().len(),
+            _ => 0,
+        };
+        std::mem::size_of::<Self>() + self.name.len() + self.rel.as_os_str().len() + link
     }
 
     /// A regular file, whose content is written.

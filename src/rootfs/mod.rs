@@ -12,7 +12,8 @@
 //!
 //! Layers are hostile input. Paths are resolved by the kernel beneath the rootfs's directory
 //! handle (`path`), and an entry that names `..`, an absolute path, or a path through a
-//! symlink that climbs out is refused with the entry's name before anything is written for it.
+//! symlink that climbs out is refused with the entry's name before anything is written for it
+//! into the rootfs.
 //!
 //! A layer may be read before its turn, while the one below it is still being applied: its
 //! files are then written ahead into a staging directory and moved into place, in entry
@@ -36,7 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rustix::fs::{Mode, OFlags};
 
 pub use self::ahead::Turn;
-use self::ahead::{Staging, MAX_EARLY_ENTRIES};
+use self::ahead::{Staging, EARLY_BUDGET};
 use self::entry::{Action, Described, Link};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
@@ -80,6 +81,17 @@ pub enum Error {
         "this kernel lacks openat2 (Linux 5.6 or later), which unpacking needs to stay inside the rootfs"
     )]
     NoOpenat2,
+    /// Writing a file of a layer read before its turn into the staging directory failed.
+    #[error("write entry {entry:?} ahead into {path}")]
+    WriteAhead {
+        /// The entry's name as in the tar.
+        entry: String,
+        /// The staged file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// Another layer failed, so this one stopped.
     #[error("stopped: another layer failed")]
     Abandoned,
@@ -102,6 +114,8 @@ pub struct Rootfs {
     creator: ops::Creator,
     /// Where files of a layer read before its turn wait; `None` when it cannot be had.
     staging: Option<Staging>,
+    /// Bytes of entries a layer may hold while it waits for its turn.
+    early_budget: usize,
     /// Set when unpacking failed: layers still running stop at their next entry.
     abandoned: AtomicBool,
 }
@@ -129,6 +143,7 @@ impl Rootfs {
             root,
             creator: ops::Creator::current(),
             staging,
+            early_budget: EARLY_BUDGET,
             abandoned: AtomicBool::new(false),
         })
     }
@@ -138,10 +153,10 @@ impl Rootfs {
     /// # Errors
     /// An unreadable tar, a hostile entry, or a filesystem failure; the error names the entry.
     pub fn apply_layer(&self, tar: impl Read) -> Result<LayerStats, Error> {
-        self.apply_layer_in_turn(tar, 0, &Turn::given())
+        self.apply_layer_in_turn(tar, &Turn::given())
     }
 
-    /// Applies layer number `index` once `turn` is given, reading it meanwhile: until
+    /// Applies a layer once `turn` is given, reading it meanwhile: until
     /// then its files are written ahead into the staging directory (see `ahead`), and
     /// applied in order when the turn comes. The result is the same as
     /// [`Rootfs::apply_layer`] after the turn.
@@ -149,12 +164,7 @@ impl Rootfs {
     /// # Errors
     /// As [`Rootfs::apply_layer`]; [`Error::Abandoned`] when the turn is withdrawn or
     /// [`Rootfs::abandon`] was called.
-    pub fn apply_layer_in_turn(
-        &self,
-        tar: impl Read,
-        index: usize,
-        turn: &Turn,
-    ) -> Result<LayerStats, Error> {
+    pub fn apply_layer_in_turn(&self, tar: impl Read, turn: &Turn) -> Result<LayerStats, Error> {
         let mut layer = Layer {
             rootfs: self,
             touched: HashSet::new(),
@@ -163,28 +173,34 @@ impl Rootfs {
             buf: vec![0; 256 * 1024],
             stats: LayerStats::default(),
         };
-        // entries read before the turn, each with the name of its staged file
-        let mut early: Option<Vec<(Described, Option<OsString>)>> = match (&self.staging, turn.poll()) {
-            (_, Some(false)) => return Err(Error::Abandoned),
-            (Some(_), None) => Some(Vec::new()),
-            (None, None) if !turn.wait() => return Err(Error::Abandoned),
-            _ => None,
+        let mut early = match (turn.poll(), &self.staging) {
+            (Some(true), _) => None,
+            (Some(false), _) => return Err(Error::Abandoned),
+            (None, Some(staging)) => Some(Early {
+                staging,
+                held: Vec::new(),
+                bytes: 0,
+            }),
+            (None, None) => {
+                if !turn.wait() {
+                    return Err(Error::Abandoned);
+                }
+                None
+            }
         };
         let mut archive = tar::Archive::new(tar);
         for entry in archive.entries().map_err(Error::Tar)? {
             let mut entry = entry.map_err(Error::Tar)?;
-            if self.abandoned.load(Ordering::Relaxed) {
-                return Err(Error::Abandoned);
-            }
+            self.check_abandoned()?;
             let described = Described::of(&entry, self.creator)?;
-            if let Some(held) = &mut early {
-                if !turn_came(turn, held.len())? {
-                    let staged = layer.write_ahead(&described, &mut entry, index, held.len())?;
-                    held.push((described, staged));
+            if let Some(held) = early.as_mut() {
+                if !turn_came(turn, held.bytes, self.early_budget)? {
+                    layer.write_ahead(held, described, &mut entry)?;
                     continue;
                 }
-                layer.apply_early(std::mem::take(held))?;
-                early = None;
+            }
+            if let Some(held) = early.take() {
+                layer.apply_early(held)?;
             }
             layer.apply(described, Content::Stream(&mut entry))?;
         }
@@ -198,17 +214,34 @@ impl Rootfs {
         Ok(layer.stats)
     }
 
+    fn check_abandoned(&self) -> Result<(), Error> {
+        if self.abandoned.load(Ordering::Relaxed) {
+            Err(Error::Abandoned)
+        } else {
+            Ok(())
+        }
+    }
+
     /// Stops every layer still being applied, at its next entry.
     pub fn abandon(&self) {
         self.abandoned.store(true, Ordering::Relaxed);
     }
 }
 
-/// Whether a layer holding `held` entries read early may apply them now: `false` while
-/// its turn is not given and it may hold more; when it may not, this waits.
-fn turn_came(turn: &Turn, held: usize) -> Result<bool, Error> {
+/// Entries of a layer read before its turn, with the names of their staged files.
+struct Early<'s> {
+    staging: &'s Staging,
+    held: Vec<(Described, Option<OsString>)>,
+    /// What `held` costs in memory, about.
+    bytes: usize,
+}
+
+/// Whether a layer holding `held` bytes of entries read early may apply them now: `false`
+/// while its turn is not given and it may hold more than `budget`; when it may not, this
+/// waits.
+fn turn_came(turn: &Turn, held: usize, budget: usize) -> Result<bool, Error> {
     let given = match turn.poll() {
-        None if held < MAX_EARLY_ENTRIES => return Ok(false),
+        None if held < budget => return Ok(false),
         None => turn.wait(),
         Some(given) => given,
     };
@@ -235,7 +268,7 @@ enum Content<'a> {
     /// The tar, as it is read.
     Stream(&'a mut dyn Read),
     /// A file written ahead, by its name in the staging directory.
-    Staged(OsString),
+    Staged(&'a Staging, OsString),
 }
 
 fn hostile(entry: &str, reason: &str) -> Error {
@@ -302,43 +335,46 @@ impl Layer<'_> {
         }
     }
 
-    /// Reads an entry before the layer's turn: a regular file is written into the staging
-    /// directory, named `<layer>-<n>`, and that name returned.
+    /// Holds an entry read before the layer's turn; a regular file's content is written
+    /// into the staging directory meanwhile.
     fn write_ahead<R: Read>(
         &mut self,
-        entry: &Described,
+        early: &mut Early<'_>,
+        entry: Described,
         content: &mut tar::Entry<'_, R>,
-        index: usize,
-        n: usize,
-    ) -> Result<Option<OsString>, Error> {
+    ) -> Result<(), Error> {
         self.stats.early += 1;
-        let (Action::Write { meta, .. }, Some(staging)) = (&entry.action, &self.rootfs.staging) else {
-            return Ok(None);
+        let staged = match &entry.action {
+            Action::Write { meta, .. } if entry.is_file() => {
+                let staged = early.staging.new_name();
+                ops::write_file(
+                    &early.staging.dir,
+                    &staged,
+                    meta,
+                    self.rootfs.creator.umask,
+                    content,
+                    &mut self.buf,
+                )
+                .map_err(|source| Error::WriteAhead {
+                    entry: entry.name.clone(),
+                    path: early.staging.path_of(&staged),
+                    source,
+                })?;
+                Some(staged)
+            }
+            _ => None,
         };
-        if !entry.is_file() {
-            return Ok(None);
-        }
-        let staged = OsString::from(format!("{index}-{n}"));
-        ops::write_file(
-            &staging.dir,
-            &staged,
-            meta,
-            self.rootfs.creator.umask,
-            content,
-            &mut self.buf,
-        )
-        .map_err(|source| Error::Entry {
-            entry: entry.name.clone(),
-            source,
-        })?;
-        Ok(Some(staged))
+        early.bytes += entry.size() + staged.as_ref().map_or(0, |s| s.len());
+        early.held.push((entry, staged));
+        Ok(())
     }
 
     /// Applies the entries read before the turn, in their order.
-    fn apply_early(&mut self, early: Vec<(Described, Option<OsString>)>) -> Result<(), Error> {
-        for (entry, staged) in early {
+    fn apply_early(&mut self, early: Early<'_>) -> Result<(), Error> {
+        for (entry, staged) in early.held {
+            self.rootfs.check_abandoned()?;
             let content = match staged {
-                Some(name) => Content::Staged(name),
+                Some(name) => Content::Staged(early.staging, name),
                 None => Content::Stream(&mut io::empty()),
             };
             self.apply(entry, content)?;
@@ -353,7 +389,7 @@ impl Layer<'_> {
             entry: name.to_owned(),
             source,
         };
-        let (creator, staging) = (self.rootfs.creator, &self.rootfs.staging);
+        let creator = self.rootfs.creator;
         // borrowed out while `dir` borrows the layer; an error ends the layer anyway
         let mut buf = std::mem::take(&mut self.buf);
         let dir = self.enter(parent, name)?;
@@ -365,15 +401,19 @@ impl Layer<'_> {
                     *saved = ops::Times::at(mtime);
                 }
             }
-            t if entry::is_file_kind(t) => match (content, staging) {
-                (Content::Staged(staged), Some(staging)) => {
-                    ahead::place(staging, &staged, dir, file_name).map_err(fail)?;
+            t if entry::is_file_kind(t) => match content {
+                Content::Staged(staging, staged) => {
+                    if !ahead::place(staging, &staged, dir, file_name).map_err(fail)? {
+                        // the rootfs is another mount: copy, times and owner included
+                        let mut file = ahead::take(staging, &staged).map_err(fail)?;
+                        ops::write_file(dir, file_name, meta, creator.umask, &mut file, &mut buf)
+                            .map_err(fail)?;
+                    }
                 }
-                (Content::Stream(stream), _) => {
+                Content::Stream(stream) => {
                     ops::write_file(dir, file_name, meta, creator.umask, &mut &mut *stream, &mut buf)
                         .map_err(fail)?;
                 }
-                (Content::Staged(_), None) => unreachable!("files are staged only with a staging directory"),
             },
             _ => match &node.link {
                 Some(Link::Symbolic(target)) => {

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use super::{Error, Rootfs, Turn};
 
 const MTIME: u64 = 1_600_000_000;
+/// Times after this were set when unpacking.
+const UNPACKED_AFTER: i64 = 1_700_000_000;
 
 /// A layer tar built entry by entry.
 struct Tar(tar::Builder<Vec<u8>>);
@@ -179,11 +181,7 @@ fn snapshot(root: &Path) -> BTreeMap<String, Node> {
             uid: m.uid(),
             // the time of unpacking (implicit parents, and directories they were created
             // in, as umoci does too) differs between two unpacks by a second at times
-            mtime: if m.mtime() > MTIME as i64 + 1_000_000 {
-                -1
-            } else {
-                m.mtime()
-            },
+            mtime: if m.mtime() > UNPACKED_AFTER { -1 } else { m.mtime() },
             content,
             group,
         };
@@ -216,8 +214,21 @@ impl Read for GivesTurn<'_> {
 /// Unpacks `layers` into `dir/rootfs`: each layer after the first gets its turn after
 /// `fraction` of its bytes were read (`None`: applied in turn from the start).
 fn unpack(dir: &Path, layers: &[Vec<u8>], fraction: Option<f64>) -> BTreeMap<String, Node> {
-    let rootfs = Rootfs::create(&dir.join("rootfs")).unwrap();
+    unpack_staging_in(dir, layers, fraction, None)
+}
+
+/// [`unpack`], with the staging directory at `staging` when given.
+fn unpack_staging_in(
+    dir: &Path,
+    layers: &[Vec<u8>],
+    fraction: Option<f64>,
+    staging: Option<&Path>,
+) -> BTreeMap<String, Node> {
+    let mut rootfs = Rootfs::create(&dir.join("rootfs")).unwrap();
     assert!(rootfs.staging.is_some(), "a staging directory beside the rootfs");
+    if let Some(path) = staging {
+        rootfs.staging = Some(super::ahead::Staging::at(path));
+    }
     let mut early = 0;
     for (i, layer) in layers.iter().enumerate() {
         let stats = match fraction {
@@ -235,7 +246,7 @@ fn unpack(dir: &Path, layers: &[Vec<u8>], fraction: Option<f64>) -> BTreeMap<Str
                     after,
                     turn: turn.clone(),
                 };
-                rootfs.apply_layer_in_turn(reader, i, &turn).unwrap()
+                rootfs.apply_layer_in_turn(reader, &turn).unwrap()
             }
             _ => rootfs.apply_layer(&layer[..]).unwrap(),
         };
@@ -251,7 +262,20 @@ fn unpack(dir: &Path, layers: &[Vec<u8>], fraction: Option<f64>) -> BTreeMap<Str
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(left, ["rootfs"], "the staging directory is removed");
+    assert!(
+        staging.is_none_or(|p| !p.exists()),
+        "the staging directory is removed"
+    );
     snapshot(&dir.join("rootfs"))
+}
+
+fn differences(in_turn: &BTreeMap<String, Node>, ahead: &BTreeMap<String, Node>) -> Vec<String> {
+    in_turn
+        .keys()
+        .chain(ahead.keys())
+        .filter(|k| in_turn.get(*k) != ahead.get(*k))
+        .map(|k| format!("{k}: in turn {:?}, ahead {:?}", in_turn.get(k), ahead.get(k)))
+        .collect()
 }
 
 #[test]
@@ -289,12 +313,7 @@ fn layers_written_ahead_unpack_exactly_as_layers_applied_in_turn() {
             &layers,
             Some(fraction),
         );
-        let differences: Vec<_> = in_turn
-            .keys()
-            .chain(ahead.keys())
-            .filter(|k| in_turn.get(*k) != ahead.get(*k))
-            .map(|k| format!("{k}: in turn {:?}, ahead {:?}", in_turn.get(k), ahead.get(k)))
-            .collect();
+        let differences = differences(&in_turn, &ahead);
         assert!(
             differences.is_empty(),
             "turn after {fraction} of each layer:\n{}",
@@ -324,7 +343,7 @@ fn a_withdrawn_turn_stops_the_layer_without_touching_the_rootfs() {
             turn.withdraw();
         })
     };
-    let result = rootfs.apply_layer_in_turn(reader, 1, &turn);
+    let result = rootfs.apply_layer_in_turn(reader, &turn);
     withdraw.join().unwrap();
     assert!(matches!(result, Err(Error::Abandoned)), "{result:?}");
     assert_eq!(snapshot(&work.path().join("rootfs")), before);
@@ -343,7 +362,7 @@ fn a_hostile_entry_is_refused_before_the_turn_and_nothing_is_written() {
     let work = tempfile::tempdir().unwrap();
     let rootfs = Rootfs::create(&work.path().join("rootfs")).unwrap();
     let turn = Turn::waiting();
-    let result = rootfs.apply_layer_in_turn(&hostile[..], 1, &turn);
+    let result = rootfs.apply_layer_in_turn(&hostile[..], &turn);
     assert!(
         matches!(&result, Err(Error::Hostile { entry, .. }) if entry == "../escape"),
         "{result:?}"
@@ -387,7 +406,7 @@ fn without_a_staging_directory_a_layer_waits_for_its_turn_before_reading() {
             turn.give();
         })
     };
-    let stats = rootfs.apply_layer_in_turn(&mut reader, 1, &turn).unwrap();
+    let stats = rootfs.apply_layer_in_turn(&mut reader, &turn).unwrap();
     give.join().unwrap();
     assert!(!reader.read_early, "the layer was read before its turn");
     assert_eq!(stats.early, 0);
@@ -407,4 +426,74 @@ fn a_turn_once_given_or_withdrawn_stays_so() {
     turn.give();
     assert_eq!(turn.poll(), Some(false));
     assert!(!turn.wait());
+}
+
+#[test]
+fn a_layer_over_its_memory_budget_waits_for_its_turn_and_unpacks_the_same() {
+    let layers = layers();
+    let work = tempfile::tempdir().unwrap();
+    let in_turn = unpack(&work.path().join("in-turn"), &layers, None);
+    let dir = work.path().join("budget");
+    let mut rootfs = Rootfs::create(&dir.join("rootfs")).unwrap();
+    rootfs.early_budget = 2048;
+    rootfs.apply_layer(&layers[0][..]).unwrap();
+    for (i, layer) in layers.iter().enumerate().skip(1) {
+        let turn = Arc::new(Turn::waiting());
+        let give = {
+            let turn = turn.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                turn.give();
+            })
+        };
+        let stats = rootfs.apply_layer_in_turn(&layer[..], &turn).unwrap();
+        give.join().unwrap();
+        if i == 1 {
+            assert!(
+                stats.early > 0 && stats.early < stats.entries,
+                "held {} of {} entries, then waited",
+                stats.early,
+                stats.entries
+            );
+        }
+    }
+    drop(rootfs);
+    let differences = differences(&in_turn, &snapshot(&dir.join("rootfs")));
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+}
+
+#[test]
+fn names_longer_than_the_kernel_takes_are_refused_before_they_are_held() {
+    let long = format!("{}f", "a/".repeat(2100));
+    let mut t = Tar::new();
+    t.file(&long, b"x", 0o644);
+    let mut s = Tar::new();
+    s.symlink("s", &long);
+    for (tar, reason) in [
+        (t.bytes(), "its name is longer"),
+        (s.bytes(), "its link target is longer"),
+    ] {
+        let work = tempfile::tempdir().unwrap();
+        let rootfs = Rootfs::create(&work.path().join("rootfs")).unwrap();
+        let result = rootfs.apply_layer_in_turn(&tar[..], &Turn::waiting());
+        assert!(
+            matches!(&result, Err(Error::Hostile { reason: r, .. }) if r.starts_with(reason)),
+            "{result:?}"
+        );
+    }
+}
+
+#[test]
+fn files_written_ahead_on_another_filesystem_are_copied_into_place() {
+    let layers = layers();
+    let work = tempfile::tempdir().unwrap();
+    // /dev/shm is a tmpfs: rename from there into the work directory fails with EXDEV
+    let elsewhere = tempfile::tempdir_in("/dev/shm").unwrap();
+    let device = |p: &Path| std::fs::metadata(p).unwrap().dev();
+    assert_ne!(device(work.path()), device(elsewhere.path()), "two filesystems");
+    let in_turn = unpack(&work.path().join("in-turn"), &layers, None);
+    let staging = elsewhere.path().join("staging");
+    let ahead = unpack_staging_in(&work.path().join("ahead"), &layers, Some(1.0), Some(&staging));
+    let differences = differences(&in_turn, &ahead);
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
