@@ -226,27 +226,25 @@ fn layer_bars(layers: &[Descriptor], draw: bool) -> Vec<Arc<Bar>> {
         .collect()
 }
 
-/// Pipelines started ahead of the blob being consumed, `depth` at most.
+/// Pipelines started ahead of the blob being consumed, at most [`BLOBS_IN_FLIGHT`].
 struct Ahead<T> {
     started: std::collections::VecDeque<T>,
     next: usize,
     count: usize,
-    depth: usize,
 }
 
 impl<T> Ahead<T> {
-    fn new(count: usize, depth: usize) -> Self {
+    fn new(count: usize) -> Self {
         Self {
             started: std::collections::VecDeque::new(),
             next: 0,
             count,
-            depth,
         }
     }
 
     /// The next blob's pipeline, after starting those that may run ahead of it.
     fn take(&mut self, mut start: impl FnMut(usize) -> T) -> T {
-        while self.next < self.count && self.started.len() < self.depth {
+        while self.next < self.count && self.started.len() < BLOBS_IN_FLIGHT {
             self.started.push_back(start(self.next));
             self.next += 1;
         }
@@ -398,7 +396,7 @@ async fn write_tarball(
     let bars = layer_bars(layers, draw);
     // The next blob downloads while the current one is written; each is hashed on the
     // writing thread, since receiving is the busier side here.
-    let mut ahead = Ahead::new(layers.len(), BLOBS_IN_FLIGHT);
+    let mut ahead = Ahead::new(layers.len());
     for (i, layer) in layers.iter().enumerate() {
         let (mut reader, download) =
             ahead.take(|n| fetch::download(client, &layers[n], bars[n].clone(), false));

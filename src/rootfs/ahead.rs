@@ -125,28 +125,15 @@ impl Staging {
     pub(super) fn beside(rootfs: &Path, root: &OwnedFd) -> Option<Self> {
         let name = rootfs.file_name()?;
         let path = rootfs.with_file_name(format!(".{}.staging", name.to_string_lossy()));
-        let made = || -> io::Result<OwnedFd> {
-            match std::fs::remove_dir_all(&path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
+        let made = Self::make(&path).and_then(|staging| {
+            if rustix::fs::fstat(&staging.dir)?.st_dev == rustix::fs::fstat(root)?.st_dev {
+                Ok(staging)
+            } else {
+                Err(io::Error::other("on another filesystem than the rootfs"))
             }
-            rustix::fs::mkdir(&path, Mode::from_raw_mode(0o700))?;
-            let dir = rustix::fs::open(
-                &path,
-                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
-            if rustix::fs::fstat(&dir)?.st_dev != rustix::fs::fstat(root)?.st_dev {
-                return Err(io::Error::other("on another filesystem than the rootfs"));
-            }
-            Ok(dir)
-        };
-        match made() {
-            Ok(dir) => Some(Self {
-                path,
-                dir,
-                next: AtomicU64::new(0),
-            }),
+        });
+        match made {
+            Ok(staging) => Some(staging),
             Err(e) => {
                 tracing::debug!(
                     "not writing layers ahead: staging directory {}: {e}",
@@ -157,9 +144,27 @@ impl Staging {
             }
         }
     }
-}
 
-impl Staging {
+    /// An empty staging directory at `path`, whatever was there before (a run that was
+    /// killed), on whatever filesystem.
+    fn make(path: &Path) -> io::Result<Self> {
+        match std::fs::remove_dir_all(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        rustix::fs::mkdir(path, Mode::from_raw_mode(0o700))?;
+        let dir = rustix::fs::open(
+            path,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Self {
+            path: path.to_owned(),
+            dir,
+            next: AtomicU64::new(0),
+        })
+    }
+
     /// A name no staged file had, whichever layer asks.
     pub(super) fn new_name(&self) -> OsString {
         OsString::from(self.next.fetch_add(1, Ordering::Relaxed).to_string())
@@ -211,17 +216,6 @@ pub(super) fn take(staging: &Staging, staged: &OsStr) -> io::Result<File> {
 impl Staging {
     /// A staging directory at `path`, whatever filesystem it is on (tests put one on another).
     pub(super) fn at(path: &Path) -> Self {
-        rustix::fs::mkdir(path, Mode::from_raw_mode(0o700)).unwrap();
-        let dir = rustix::fs::open(
-            path,
-            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .unwrap();
-        Self {
-            path: path.to_owned(),
-            dir,
-            next: AtomicU64::new(0),
-        }
+        Self::make(path).unwrap()
     }
 }

@@ -182,9 +182,7 @@ impl Rootfs {
                 bytes: 0,
             }),
             (None, None) => {
-                if !turn.wait() {
-                    return Err(Error::Abandoned);
-                }
+                wait_for(turn)?;
                 None
             }
         };
@@ -205,9 +203,7 @@ impl Rootfs {
             layer.apply(described, Content::Stream(&mut entry))?;
         }
         if let Some(held) = early {
-            if !turn.wait() {
-                return Err(Error::Abandoned);
-            }
+            wait_for(turn)?;
             layer.apply_early(held)?;
         }
         layer.restore_saved_times();
@@ -240,13 +236,18 @@ struct Early<'s> {
 /// while its turn is not given and it may hold more than `budget`; when it may not, this
 /// waits.
 fn turn_came(turn: &Turn, held: usize, budget: usize) -> Result<bool, Error> {
-    let given = match turn.poll() {
-        None if held < budget => return Ok(false),
-        None => turn.wait(),
-        Some(given) => given,
-    };
-    if given {
-        Ok(true)
+    match turn.poll() {
+        None if held < budget => Ok(false),
+        None => wait_for(turn).map(|()| true),
+        Some(true) => Ok(true),
+        Some(false) => Err(Error::Abandoned),
+    }
+}
+
+/// Blocks until `turn` is given; [`Error::Abandoned`] when it is withdrawn.
+fn wait_for(turn: &Turn) -> Result<(), Error> {
+    if turn.wait() {
+        Ok(())
     } else {
         Err(Error::Abandoned)
     }
