@@ -5,12 +5,12 @@
 //! - cursor different and still in the registry → `[cursor, current]`
 //! - cursor different and gone → `[current]`
 
-use crate::auth::{Credentials, Scope};
+use crate::connect::connect;
 use crate::error::{Error, Result};
 use crate::reference::{describe, Target};
-use crate::registry::{Client, Options};
+use crate::registry::Scope;
 use crate::retry::Backoff;
-use crate::source::{CheckRequest, CheckResponse, Source, Version};
+use crate::source::{CheckRequest, CheckResponse, Version};
 
 /// Runs `check` for `request`, retrying transient failures under `backoff`.
 ///
@@ -18,20 +18,8 @@ use crate::source::{CheckRequest, CheckResponse, Source, Version};
 /// An invalid source, or a registry failure other than "tag not found".
 pub async fn run(request: CheckRequest, backoff: Backoff) -> Result<CheckResponse> {
     let source = &request.source;
-    source.validate()?;
-    if source.registry_mirror.is_some() {
-        tracing::warn!(
-            "source.registry_mirror is not used by this version yet; checking the origin registry"
-        );
-    }
-    let repository = source.repository()?;
+    let client = connect(source, Scope::Pull, backoff).await?;
     let tag = source.tag()?;
-    let client = Client::new(
-        repository,
-        Credentials::resolve(source),
-        Scope::Pull,
-        &options(source, backoff),
-    )?;
     let current_target = Target::Tag(tag.clone());
     let failed = |target: &Target| {
         let image = describe(client.repository(), target);
@@ -63,13 +51,4 @@ pub async fn run(request: CheckRequest, backoff: Backoff) -> Result<CheckRespons
     } else {
         vec![version(current)]
     })
-}
-
-/// Transport options of the source's registry.
-pub(crate) fn options(source: &Source, backoff: Backoff) -> Options {
-    Options {
-        ca_certs: source.ca_certs.clone(),
-        insecure: source.insecure,
-        backoff,
-    }
 }

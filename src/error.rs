@@ -31,29 +31,12 @@ pub enum Error {
         /// `check`, `in` or `out`.
         step: &'static str,
     },
-    /// A `source.repository` or `source.tag` that is not a valid reference.
-    #[error("source.{field}")]
-    Reference {
-        /// The field at fault.
-        field: &'static str,
-        /// What is wrong with it.
-        #[source]
-        source: ReferenceError,
-    },
-    /// One half of a user name/password pair.
-    #[error("source.{present} is set but source.{missing} is empty")]
-    IncompleteCredentials {
-        /// The field that is set.
-        present: &'static str,
-        /// The field that is missing.
-        missing: &'static str,
-    },
-    /// A source field this version cannot honour; refusing beats ignoring it.
-    #[error("{feature} is not supported by this version of the resource")]
-    Unsupported {
-        /// What was asked for.
-        feature: &'static str,
-    },
+    /// The source is not valid.
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+    /// The source could not be turned into a client.
+    #[error(transparent)]
+    Connect(#[from] crate::connect::Error),
     /// A registry exchange failed while checking an image.
     #[error("check {image}")]
     Check {
@@ -61,7 +44,7 @@ pub enum Error {
         image: String,
         /// The registry failure.
         #[source]
-        source: crate::registry::Error,
+        source: crate::connect::RemoteError,
     },
     /// `params.format` is not one we write.
     #[error("unknown format {format:?}: params.format must be \"rootfs\" or \"oci\"")]
@@ -88,7 +71,7 @@ pub enum Error {
         image: String,
         /// The registry failure.
         #[source]
-        source: crate::registry::Error,
+        source: crate::connect::RemoteError,
     },
     /// A manifest that is not usable.
     #[error("manifest of {image}")]
@@ -198,7 +181,7 @@ pub enum Error {
 pub enum LayerError {
     /// The download failed (after retries).
     #[error("download")]
-    Download(#[source] crate::registry::Error),
+    Download(#[source] crate::connect::RemoteError),
     /// The bytes are not the blob the manifest names.
     #[error(transparent)]
     Verify(crate::digest::VerifyError),

@@ -15,11 +15,12 @@ use tokio::task::JoinHandle;
 use sha2::{Digest as _, Sha256};
 
 use crate::compression::decompress;
+use crate::connect::Remote;
 use crate::digest::verify_sha256;
 use crate::error::LayerError;
 use crate::manifest::Descriptor;
 use crate::progress::Bar;
-use crate::registry::{ChannelReader, Client};
+use crate::registry::ChannelReader;
 
 /// Inflated bytes per chunk handed to the consumer.
 const CHUNK: usize = 256 * 1024;
@@ -78,7 +79,7 @@ pub struct Tasks {
 
 /// Starts downloading and inflating `layer`.
 #[must_use]
-pub fn start(client: &Arc<Client>, layer: &Descriptor, bar: Arc<Bar>) -> Layer {
+pub fn start(client: &Arc<Remote>, layer: &Descriptor, bar: Arc<Bar>) -> Layer {
     let (compressed, download) = download(client, layer, bar, true);
     let (out, rx) = sync_channel(BUFFERS);
     let (recycle, free) = sync_channel(BUFFERS);
@@ -107,7 +108,7 @@ pub fn start(client: &Arc<Client>, layer: &Descriptor, bar: Arc<Bar>) -> Layer {
 /// the hashing on the reading thread.
 #[must_use]
 pub fn download(
-    client: &Arc<Client>,
+    client: &Arc<Remote>,
     blob: &Descriptor,
     bar: Arc<Bar>,
     verify: bool,

@@ -8,8 +8,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::auth::{Credentials, Scope};
-use crate::check::options;
+use crate::connect::{connect, Remote};
 use crate::digest::{Digest, Hashing};
 use crate::error::{Error, LayerError, Result};
 use crate::fetch;
@@ -17,7 +16,7 @@ use crate::manifest::{Descriptor, Document, ImageConfig, Manifest, Platform};
 use crate::metadata::{write_file, write_run_metadata, RunMetadata};
 use crate::progress::{human, Bar, Board};
 use crate::reference::{describe, Target};
-use crate::registry::Client;
+use crate::registry::Scope;
 use crate::retry::Backoff;
 use crate::rootfs::{LayerStats, Rootfs, Turn};
 use crate::source::{InRequest, MetadataField, StepResponse};
@@ -47,7 +46,6 @@ pub enum Format {
 pub async fn run(request: InRequest, dest: &Path, backoff: Backoff) -> Result<StepResponse> {
     let source = &request.source;
     source.validate()?;
-    let repository = source.repository()?;
     let format = match request.params.format.as_deref() {
         None | Some("rootfs") => Format::Rootfs,
         Some("oci") => Format::Oci,
@@ -93,12 +91,7 @@ pub async fn run(request: InRequest, dest: &Path, backoff: Backoff) -> Result<St
         return Ok(response);
     }
 
-    let client = Arc::new(Client::new(
-        repository.clone(),
-        Credentials::resolve(source),
-        Scope::Pull,
-        &options(source, backoff),
-    )?);
+    let client = Arc::new(connect(source, Scope::Pull, backoff).await?);
     let image = Image::resolve(&client, &version.digest, &platform).await?;
     let draw = !source.debug;
     match format {
@@ -141,7 +134,7 @@ struct Image {
 }
 
 impl Image {
-    async fn resolve(client: &Client, digest: &Digest, platform: &Platform) -> Result<Self> {
+    async fn resolve(client: &Remote, digest: &Digest, platform: &Platform) -> Result<Self> {
         let context = |source| Error::Fetch {
             image: describe(client.repository(), &Target::Digest(digest.clone())),
             source,
@@ -253,7 +246,7 @@ impl<T> Ahead<T> {
 }
 
 /// Names layer `index` (0-based) of `image` in an error.
-fn layer_error(client: &Client, image: &Image, index: usize, source: LayerError) -> Error {
+fn layer_error(client: &Remote, image: &Image, index: usize, source: LayerError) -> Error {
     Error::Layer {
         image: describe(client.repository(), &Target::Digest(image.digest.clone())),
         index: index + 1,
@@ -282,7 +275,7 @@ struct Unpacking {
 /// Unpacks every layer in order. Several layers are read at once: the one whose turn it
 /// is, and the next ones, whose files are written ahead until their turn comes (see
 /// `Rootfs`), so both cores inflate and create files.
-async fn apply_layers(client: &Arc<Client>, image: &Image, rootfs: Arc<Rootfs>, draw: bool) -> Result<()> {
+async fn apply_layers(client: &Arc<Remote>, image: &Image, rootfs: Arc<Rootfs>, draw: bool) -> Result<()> {
     let applied = unpack_in_turns(client, image, &rootfs, draw).await;
     if applied.is_err() {
         rootfs.abandon();
@@ -291,7 +284,7 @@ async fn apply_layers(client: &Arc<Client>, image: &Image, rootfs: Arc<Rootfs>, 
 }
 
 async fn unpack_in_turns(
-    client: &Arc<Client>,
+    client: &Arc<Remote>,
     image: &Image,
     rootfs: &Arc<Rootfs>,
     draw: bool,
@@ -336,7 +329,7 @@ async fn unpack_in_turns(
 
 /// Waits for a layer's consumer and download, and reports the first real cause of a
 /// failure.
-async fn finish_layer(client: &Client, image: &Image, layer: Unpacking, bars: &[Arc<Bar>]) -> Result<()> {
+async fn finish_layer(client: &Remote, image: &Image, layer: Unpacking, bars: &[Arc<Bar>]) -> Result<()> {
     let Unpacking {
         index,
         consumer,
@@ -369,7 +362,7 @@ async fn finish_layer(client: &Client, image: &Image, layer: Unpacking, bars: &[
 /// Writes `image.tar`: each blob streams from the registry through verification into the
 /// archive, on a blocking thread that owns the file.
 async fn write_tarball(
-    client: &Arc<Client>,
+    client: &Arc<Remote>,
     image: &Image,
     path: &Path,
     repo_tag: &str,

@@ -1,23 +1,29 @@
 //! registry-image: a Concourse resource for OCI/Docker registries, without a Docker daemon.
 //!
 //! ```text
-//!  stdin JSON ─▶ source (wire types, validate) ─▶ check / get / put    Concourse semantics
-//!                                                   │
-//!        ┌──────────────────────┬───────────────────┼──────────────────────┐
-//!        ▼                      ▼                   ▼                      ▼
-//!  registry::Client        rootfs (layers →      tarball (image.tar    archive (image files
-//!  auth, retry, token,     a directory, in-root  for `in`)             on disk for `out`)
-//!  blobs, uploads          resolution)
-//!        │                      ▲
-//!        └── fetch: HTTP body + sha256 ─▶ compression ─▶ tar ─┘   (one layer, streamed,
-//!                                                                  the next one in flight)
+//!  stdin JSON ─▶ cli ─▶ check / get / put                       steps: Concourse semantics
+//!                          │
+//!                          ▼
+//!                connect (the seam): Source + scope ─▶ Remote    auth: username/password,
+//!                          │  (origin, and a mirror for pulls)   ECR, docker config
+//!                          ▼
+//!                registry::Client: /v2/<name>/ paths, manifests, blobs, uploads, tags
+//!                          │
+//!                          ▼
+//!                transport: scheme probe, challenges, tokens per scope, redirects,
+//!                           retries, CA roots, client certificate
 //!
-//!  pure types: reference, digest, manifest, secret, source, error
+//!  formats (readers and writers, never a client):
+//!    fetch: HTTP body + sha256 ─▶ compression ─▶ tar ─▶ rootfs    (one layer streamed,
+//!    tarball (image.tar for `in`), archive (image files for `out`)  the next in flight)
+//!
+//!  pure types: source, reference, digest, manifest, credentials, secret
 //! ```
 //!
-//! Dependencies point one way: the steps (`check`, `get`, `put`) use the registry client
-//! and the format modules; the format modules take readers and writers and never see a
-//! client; everything uses the pure types, which use nothing.
+//! Imports point one way, down this picture: steps → step support (`cli`, `error`,
+//! `fetch`) → the seam (`connect`, `auth`) → `registry` → `transport` → formats and
+//! utilities (`compression`, `progress`, `retry`) → pure types, which import only each
+//! other. No step imports another. `tests/structure.rs` holds every module to its floor.
 #![deny(missing_docs)]
 // The exceptions: the calls into ISA-L (`compression::member`) and the binaries'
 // allocator (`alloc`).
@@ -38,6 +44,8 @@ pub mod check;
 #[doc(hidden)]
 pub mod cli;
 pub mod compression;
+pub mod connect;
+pub mod credentials;
 pub mod digest;
 pub mod error;
 pub mod fetch;
@@ -53,6 +61,7 @@ pub mod rootfs;
 pub mod secret;
 pub mod source;
 pub mod tarball;
+pub mod transport;
 
 pub use error::{Error, Result};
 pub use oci_client;

@@ -15,12 +15,11 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 
 use crate::archive::{gzip_into, read_image, Blob, BlobData, PushPlan};
-use crate::auth::{Credentials, Scope};
-use crate::check::options;
+use crate::connect::connect;
 use crate::error::{Error, Result};
 use crate::progress::{human, Bar, Board};
 use crate::reference::Tag;
-use crate::registry::Client;
+use crate::registry::{Client, Scope};
 use crate::retry::Backoff;
 use crate::source::{MetadataField, OutRequest, StepResponse, Version};
 
@@ -35,7 +34,6 @@ const PARALLEL_UPLOADS: usize = 4;
 pub async fn run(request: OutRequest, src: &Path, backoff: Backoff) -> Result<StepResponse> {
     let source = &request.source;
     source.validate()?;
-    let repository = source.repository()?;
     let mut tags = vec![source.tag()?];
     if let Some(file) = &request.params.additional_tags {
         for tag in read_tags(&src.join(file))? {
@@ -56,17 +54,14 @@ pub async fn run(request: OutRequest, src: &Path, backoff: Backoff) -> Result<St
         })?
         .map_err(|source| Error::Archive(Box::new(source)))?;
 
-    let client = Client::new(
-        repository.clone(),
-        Credentials::resolve(source),
-        Scope::Push,
-        &options(source, backoff),
-    )?;
+    let remote = connect(source, Scope::Push, backoff).await?;
+    let client = remote.origin();
+    let repository = remote.repository();
     let pushing = |source| Error::Push {
         repository: repository.to_string(),
         source,
     };
-    push_blobs(&client, &plan, !source.debug).await.map_err(pushing)?;
+    push_blobs(client, &plan, !source.debug).await.map_err(pushing)?;
     for child in &plan.children {
         client
             .put_manifest(child.digest.as_str(), &child.media_type, &child.bytes)

@@ -7,9 +7,39 @@
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::digest::Digest;
-use crate::error::{Error, Result};
-use crate::reference::{Repository, Tag, DEFAULT_TAG};
+use crate::reference::{ReferenceError, Repository, Tag, DEFAULT_TAG};
 use crate::secret::Secret;
+
+/// What is wrong with a source, found without the network.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// A `source.repository` or `source.tag` that is not a valid reference.
+    #[error("source.{field}")]
+    Reference {
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        #[source]
+        source: ReferenceError,
+    },
+    /// One half of a user name/password pair.
+    #[error("source.{present} is set but source.{missing} is empty")]
+    IncompleteCredentials {
+        /// The field that is set.
+        present: &'static str,
+        /// The field that is missing.
+        missing: &'static str,
+    },
+    /// A source field this version cannot honour; refusing beats ignoring it.
+    #[error("{feature} is not supported by this version of the resource")]
+    Unsupported {
+        /// What was asked for.
+        feature: &'static str,
+    },
+}
+
+type Result<T, E = SourceError> = std::result::Result<T, E>;
 
 /// `source`: where the image lives and how to reach it.
 #[derive(Debug, Clone, Deserialize)]
@@ -254,7 +284,7 @@ impl Source {
             self.aws_role_arn.is_some(),
         ];
         if aws.contains(&true) {
-            return Err(Error::Unsupported {
+            return Err(SourceError::Unsupported {
                 feature: "ECR authentication (source.aws_*)",
             });
         }
@@ -266,7 +296,7 @@ impl Source {
     /// # Errors
     /// When `repository` breaks the reference grammar.
     pub fn repository(&self) -> Result<Repository> {
-        Repository::parse(&self.repository).map_err(|source| Error::Reference {
+        Repository::parse(&self.repository).map_err(|source| SourceError::Reference {
             field: "repository",
             source,
         })
@@ -282,7 +312,7 @@ impl Source {
             .as_deref()
             .filter(|t| !t.is_empty())
             .unwrap_or(DEFAULT_TAG);
-        Tag::parse(text).map_err(|source| Error::Reference { field: "tag", source })
+        Tag::parse(text).map_err(|source| SourceError::Reference { field: "tag", source })
     }
 }
 
@@ -296,11 +326,11 @@ fn check_credential_pair(
     let has_user = user.is_some_and(|u| !u.is_empty());
     let has_password = password.is_some_and(|p| !p.is_empty());
     match (has_user, has_password) {
-        (true, false) => Err(Error::IncompleteCredentials {
+        (true, false) => Err(SourceError::IncompleteCredentials {
             present: user_field,
             missing: password_field,
         }),
-        (false, true) => Err(Error::IncompleteCredentials {
+        (false, true) => Err(SourceError::IncompleteCredentials {
             present: password_field,
             missing: user_field,
         }),
@@ -370,7 +400,7 @@ mod tests {
         let s = source(r#"{"repository":"a","username":"u"}"#);
         assert!(matches!(
             s.validate(),
-            Err(Error::IncompleteCredentials {
+            Err(SourceError::IncompleteCredentials {
                 missing: "password",
                 ..
             })

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use super::{Client, Error};
 use crate::digest::Digest;
+use crate::transport;
 
 /// Largest config blob we accept whole (real ones are a few KiB).
 const CONFIG_LIMIT: usize = 16 * 1024 * 1024;
@@ -99,9 +100,10 @@ impl Client {
         Ok(body)
     }
 
-    /// Streams the blob `digest` into `sink`, resuming after transient failures, and calls
-    /// `observe` with each chunk and the bytes delivered so far. Stops quietly when the reader hangs up
-    /// (it has failed, and will say why).
+    /// Streams the blob `digest` into `sink` from byte `delivered` on, resuming after
+    /// transient failures, and calls `observe` with each chunk and the bytes delivered so
+    /// far, which `delivered` counts (also when this fails, so another registry can go on
+    /// from there). Stops quietly when the reader hangs up (it has failed, and will say why).
     ///
     /// Returns the bytes delivered, or `None` when the reader hung up first.
     ///
@@ -110,19 +112,19 @@ impl Client {
     pub async fn stream_blob(
         &self,
         digest: &Digest,
-        sink: mpsc::Sender<Bytes>,
+        delivered: &mut u64,
+        sink: &mpsc::Sender<Bytes>,
         observe: &(dyn Fn(&[u8], u64) + Sync),
     ) -> Result<Option<u64>, Error> {
         let path = format!("blobs/{digest}");
-        let mut delivered = 0u64;
-        let mut attempts = self.backoff.attempts();
+        let mut attempts = self.transport.backoff().attempts();
         loop {
-            let before = delivered;
-            match self.stream_from(&path, &mut delivered, &sink, observe).await {
-                Ok(Ended::Complete) => return Ok(Some(delivered)),
+            let before = *delivered;
+            match self.stream_from(&path, delivered, sink, observe).await {
+                Ok(Ended::Complete) => return Ok(Some(*delivered)),
                 Ok(Ended::ReaderGone) => return Ok(None),
                 Err(e) => {
-                    if delivered > before {
+                    if *delivered > before {
                         attempts.reset();
                     }
                     attempts.wait_after(e).await?;
@@ -149,11 +151,14 @@ impl Client {
             *delivered
         };
         loop {
-            let chunk = response.chunk().await.map_err(|source| Error::Transport {
-                method: Method::GET,
-                url: url.clone(),
-                source,
-            })?;
+            let chunk = response
+                .chunk()
+                .await
+                .map_err(|source| transport::Error::Transport {
+                    method: Method::GET,
+                    url: url.clone(),
+                    source,
+                })?;
             let Some(mut chunk) = chunk else {
                 return Ok(Ended::Complete);
             };

@@ -1,99 +1,21 @@
-//! What can go wrong talking to a registry, and whether it is worth trying again.
+//! What can go wrong with a repository beyond the transport: content that is not what was
+//! asked for, or larger than any real one.
 
 use std::time::Duration;
 
-use oci_client::errors::{OciEnvelope, OciErrorCode};
-use reqwest::{Method, StatusCode};
+use oci_client::errors::OciErrorCode;
+use reqwest::StatusCode;
 
-use crate::digest::DigestError;
 use crate::retry::Retryable;
+use crate::transport;
 
-/// A failed registry or token-server exchange. Every variant names the registry (or the
-/// URL, which contains it) so a message alone says where things went wrong.
+/// A failed registry exchange.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The registry answered with a non-success status.
-    #[error("{method} {url}: {status}{}", detail(codes, message))]
-    Status {
-        /// Registry host.
-        registry: String,
-        /// Repository path.
-        repository: String,
-        /// Request method.
-        method: Method,
-        /// Request URL (never carries credentials).
-        url: String,
-        /// Response status.
-        status: StatusCode,
-        /// Error codes from the OCI error envelope, if the body had one.
-        codes: Vec<OciErrorCode>,
-        /// The envelope's messages, or a short excerpt of a non-envelope body.
-        message: String,
-        /// `Retry-After`, when the registry sent one.
-        retry_after: Option<Duration>,
-    },
-    /// No HTTP response: connection refused, TLS failure, reset, timeout.
-    #[error("{method} {url}")]
-    Transport {
-        /// Request method.
-        method: Method,
-        /// Request URL.
-        url: String,
-        /// The transport failure.
-        #[source]
-        source: reqwest::Error,
-    },
-    /// A registry asked for credentials that the source does not have.
-    #[error("{registry} requires authentication ({scheme} challenge), but source.username and source.password are not set")]
-    CredentialsRequired {
-        /// Registry host.
-        registry: String,
-        /// `Basic` or `Bearer`.
-        scheme: &'static str,
-    },
-    /// The token server refused or failed.
-    #[error("fetch token for {registry} from {realm}: {status}{}", detail(&[], message))]
-    Token {
-        /// Registry host.
-        registry: String,
-        /// Token endpoint.
-        realm: String,
-        /// Response status.
-        status: StatusCode,
-        /// The server's explanation, shortened.
-        message: String,
-        /// `Retry-After`, when the server sent one.
-        retry_after: Option<Duration>,
-    },
-    /// The token server could not be reached.
-    #[error("fetch token for {registry} from {realm}")]
-    TokenTransport {
-        /// Registry host.
-        registry: String,
-        /// Token endpoint.
-        realm: String,
-        /// The transport failure.
-        #[source]
-        source: reqwest::Error,
-    },
-    /// The token server answered 200 without a usable token.
-    #[error("token response from {realm} has neither `token` nor `access_token`")]
-    TokenBody {
-        /// Token endpoint.
-        realm: String,
-        /// Why the body did not parse.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// A 401 whose `WWW-Authenticate` header we cannot act on.
-    #[error("{registry} answered 401 with an unusable WWW-Authenticate header {header:?}")]
-    Challenge {
-        /// Registry host.
-        registry: String,
-        /// The header as received.
-        header: String,
-    },
+    /// The request itself failed: status, auth, TLS, connection, retries.
+    #[error(transparent)]
+    Http(#[from] transport::Error),
     /// A manifest's bytes did not hash to the digest they were fetched by.
     #[error("manifest {url} has digest {found}, not the one asked for or pushed")]
     ManifestDigest {
@@ -118,12 +40,6 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
-    /// An upload session without a `Location` to send the blob to.
-    #[error("POST {url} opened an upload but gave no Location header")]
-    NoLocation {
-        /// Request URL.
-        url: String,
-    },
     /// A manifest larger than any real one; refusing it keeps memory bounded.
     #[error("manifest {url} is larger than {limit} bytes")]
     ManifestTooLarge {
@@ -132,77 +48,45 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
-    /// `source.ca_certs` holds something that is not a PEM certificate.
-    #[error("source.ca_certs[{index}] is not a PEM certificate")]
-    CaCert {
-        /// Position in the list.
-        index: usize,
-        /// The parse failure.
-        #[source]
-        source: reqwest::Error,
-    },
-    /// A `source.ca_certs` entry without any `BEGIN CERTIFICATE` block.
-    #[error("source.ca_certs[{index}] holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)")]
-    NoCaCert {
-        /// Position in the list.
-        index: usize,
-    },
-    /// A digest in a registry response header is malformed.
-    #[error("{url}: malformed Docker-Content-Digest header")]
-    DigestHeader {
+    /// An upload session without a `Location` to send the blob to.
+    #[error("POST {url} opened an upload but gave no Location header")]
+    NoLocation {
         /// Request URL.
         url: String,
-        /// Why it is malformed.
-        #[source]
-        source: DigestError,
     },
-    /// A chain of more than ten redirects.
-    #[error("{url}: more than 10 redirects")]
-    Redirects {
-        /// The first URL.
+    /// A tag list page that is not the JSON the spec describes.
+    #[error("tag list {url} is not valid")]
+    TagList {
+        /// Request URL.
         url: String,
-    },
-    /// The HTTP client could not be built.
-    #[error("build HTTP client")]
-    HttpClient(#[source] reqwest::Error),
-    /// Transient failures went on past the retry budget.
-    #[error("gave up after {attempts} attempts over {elapsed:.1?}")]
-    GaveUp {
-        /// Attempts made.
-        attempts: u32,
-        /// Time spent.
-        elapsed: Duration,
-        /// The last failure.
+        /// Why.
         #[source]
-        source: Box<Error>,
+        source: serde_json::Error,
     },
-    /// The server asked for a wait longer than the retry budget allows.
-    #[error("gave up after {attempts} attempts: the registry asked to wait {wanted:?} (Retry-After), longer than the retry budget")]
-    RetryAfterTooLong {
-        /// Attempts made.
-        attempts: u32,
-        /// The wait asked for.
-        wanted: Duration,
-        /// The failure that carried the request.
-        #[source]
-        source: Box<Error>,
+    /// A tag list page larger than the limit.
+    #[error("tag list page {url} is larger than {limit} bytes")]
+    TagListTooLarge {
+        /// Request URL.
+        url: String,
+        /// The limit.
+        limit: usize,
     },
-}
-
-fn detail(codes: &[OciErrorCode], message: &str) -> String {
-    let codes: Vec<String> = codes
-        .iter()
-        .map(|c| match serde_json::to_value(c) {
-            Ok(serde_json::Value::String(s)) => s,
-            _ => format!("{c:?}"),
-        })
-        .collect();
-    match (codes.is_empty(), message.is_empty()) {
-        (true, true) => String::new(),
-        (true, false) => format!(" ({message})"),
-        (false, true) => format!(" ({})", codes.join(", ")),
-        (false, false) => format!(" ({}: {message})", codes.join(", ")),
-    }
+    /// More tags or pages than the limits allow.
+    #[error("tag list of {repository} goes on past {limit} pages")]
+    TooManyTagPages {
+        /// `registry/repository`.
+        repository: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// A `Link` to the next page on another host.
+    #[error("tag list {url} links its next page to another host: {next}")]
+    ForeignLink {
+        /// Request URL.
+        url: String,
+        /// The link.
+        next: String,
+    },
 }
 
 impl Error {
@@ -210,8 +94,7 @@ impl Error {
     #[must_use]
     pub fn status(&self) -> Option<StatusCode> {
         match self {
-            Self::Status { status, .. } | Self::Token { status, .. } => Some(*status),
-            Self::GaveUp { source, .. } | Self::RetryAfterTooLong { source, .. } => source.status(),
+            Self::Http(e) => e.status(),
             _ => None,
         }
     }
@@ -220,247 +103,34 @@ impl Error {
     /// `NAME_UNKNOWN`, `NOT_FOUND`, `BLOB_UNKNOWN`).
     #[must_use]
     pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Http(e) if e.is_not_found())
+    }
+
+    /// The status and error codes of a failed answer.
+    pub(crate) fn status_codes(&self) -> Option<(StatusCode, &[OciErrorCode])> {
         match self {
-            Self::Status { status, codes, .. } => {
-                *status == StatusCode::NOT_FOUND
-                    || codes.iter().any(|c| {
-                        matches!(
-                            c,
-                            OciErrorCode::ManifestUnknown
-                                | OciErrorCode::NameUnknown
-                                | OciErrorCode::NotFound
-                                | OciErrorCode::BlobUnknown
-                        )
-                    })
-            }
-            _ => false,
+            Self::Http(transport::Error::Status { status, codes, .. }) => Some((*status, codes)),
+            _ => None,
         }
     }
-}
-
-fn transient_status(status: StatusCode) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS
-        || (status.is_server_error()
-            && status != StatusCode::NOT_IMPLEMENTED
-            && status != StatusCode::HTTP_VERSION_NOT_SUPPORTED)
-}
-
-/// A reset connection, a body cut short or a timeout: the network's fault, not the request's.
-fn transient_transport(err: &reqwest::Error) -> bool {
-    use std::io::ErrorKind;
-    if err.is_timeout() {
-        return true;
-    }
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cause {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if matches!(
-                io.kind(),
-                ErrorKind::ConnectionReset
-                    | ErrorKind::ConnectionAborted
-                    | ErrorKind::BrokenPipe
-                    | ErrorKind::UnexpectedEof
-                    | ErrorKind::TimedOut
-            ) {
-                return true;
-            }
-        }
-        if let Some(h) = e.downcast_ref::<hyper::Error>() {
-            if h.is_incomplete_message() || h.is_canceled() {
-                return true;
-            }
-        }
-        cause = e.source();
-    }
-    false
 }
 
 impl Retryable for Error {
     fn is_transient(&self) -> bool {
-        match self {
-            Self::Status { status, codes, .. } => {
-                transient_status(*status) || codes.contains(&OciErrorCode::Toomanyrequests)
-            }
-            Self::Token { status, .. } => transient_status(*status),
-            Self::Transport { source, .. } | Self::TokenTransport { source, .. } => {
-                transient_transport(source)
-            }
-            _ => false,
-        }
+        matches!(self, Self::Http(e) if e.is_transient())
     }
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::Status { retry_after, .. } | Self::Token { retry_after, .. } => *retry_after,
+            Self::Http(e) => e.retry_after(),
             _ => None,
         }
     }
 
     fn gave_up(self, attempts: u32, elapsed: Duration, wanted: Option<Duration>) -> Self {
-        match wanted {
-            Some(wanted) => Self::RetryAfterTooLong {
-                attempts,
-                wanted,
-                source: Box::new(self),
-            },
-            None => Self::GaveUp {
-                attempts,
-                elapsed,
-                source: Box::new(self),
-            },
+        match self {
+            Self::Http(e) => Self::Http(e.gave_up(attempts, elapsed, wanted)),
+            other => other,
         }
-    }
-}
-
-/// Builds a `Status` error from a response, reading (a bounded part of) its body for the
-/// OCI error envelope.
-pub(crate) async fn status_error(
-    registry: &str,
-    repository: &str,
-    method: Method,
-    url: &str,
-    response: reqwest::Response,
-) -> Error {
-    let status = response.status();
-    let headers = response.headers().clone();
-    let retry_after = retry_after(&headers);
-    let body = if method == Method::HEAD {
-        Vec::new()
-    } else {
-        read_limited(response, 64 * 1024).await.unwrap_or_default()
-    };
-    let (codes, mut message) = parse_envelope(&body);
-    if message.is_empty() {
-        // A HEAD has no body; a refused token still says why in its challenge.
-        if let Some(reason) = response_challenge_error(&headers) {
-            message = reason;
-        }
-    }
-    Error::Status {
-        registry: registry.to_owned(),
-        repository: repository.to_owned(),
-        method,
-        url: url.to_owned(),
-        status,
-        codes,
-        message,
-        retry_after,
-    }
-}
-
-fn response_challenge_error(headers: &reqwest::header::HeaderMap) -> Option<String> {
-    let value = headers.get(reqwest::header::WWW_AUTHENTICATE)?.to_str().ok()?;
-    super::token::challenge_error(value)
-}
-
-/// The codes and messages of an OCI error envelope, or a one-line excerpt of another body.
-pub(crate) fn parse_envelope(body: &[u8]) -> (Vec<OciErrorCode>, String) {
-    if let Ok(envelope) = serde_json::from_slice::<OciEnvelope>(body) {
-        let messages: Vec<String> = envelope
-            .errors
-            .iter()
-            .map(|e| e.message.clone())
-            .filter(|m| !m.is_empty())
-            .collect();
-        let codes = envelope.errors.into_iter().map(|e| e.code).collect();
-        return (codes, messages.join("; "));
-    }
-    (Vec::new(), excerpt(body))
-}
-
-/// The first line of a body, at most 200 characters, for messages.
-pub(crate) fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
-    line.chars().take(200).collect()
-}
-
-/// Reads at most `limit` bytes of a body; `None` when it is longer.
-pub(crate) async fn read_limited(mut response: reqwest::Response, limit: usize) -> Option<Vec<u8>> {
-    let mut body = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        if body.len() + chunk.len() > limit {
-            return None;
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Some(body)
-}
-
-/// `Retry-After` as seconds or an HTTP date.
-pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn status(code: u16, codes: Vec<OciErrorCode>) -> Error {
-        Error::Status {
-            registry: "r".into(),
-            repository: "p".into(),
-            method: Method::GET,
-            url: "http://r/v2/p/manifests/x".into(),
-            status: StatusCode::from_u16(code).unwrap(),
-            codes,
-            message: String::new(),
-            retry_after: None,
-        }
-    }
-
-    #[test]
-    fn classifies_statuses() {
-        assert!(status(429, vec![]).is_transient());
-        assert!(status(503, vec![]).is_transient());
-        assert!(status(500, vec![]).is_transient());
-        assert!(!status(501, vec![]).is_transient());
-        assert!(!status(404, vec![]).is_transient());
-        assert!(!status(401, vec![]).is_transient());
-        assert!(status(404, vec![]).is_not_found());
-        assert!(status(400, vec![OciErrorCode::NameUnknown]).is_not_found());
-        assert!(!status(401, vec![OciErrorCode::Unauthorized]).is_not_found());
-    }
-
-    #[test]
-    fn envelope_codes_and_messages_reach_the_message() {
-        let (codes, msg) = parse_envelope(
-            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#,
-        );
-        assert_eq!(codes, vec![OciErrorCode::ManifestUnknown]);
-        let mut e = status(404, codes);
-        if let Error::Status { message, .. } = &mut e {
-            *message = msg;
-        }
-        assert_eq!(
-            e.to_string(),
-            "GET http://r/v2/p/manifests/x: 404 Not Found (MANIFEST_UNKNOWN: manifest unknown)"
-        );
-        assert_eq!(
-            parse_envelope(b"\n  <html>oops</html>\nmore").1,
-            "<html>oops</html>"
-        );
-    }
-
-    #[test]
-    fn retry_after_seconds_and_dates() {
-        let mut h = reqwest::header::HeaderMap::new();
-        h.insert("retry-after", "7".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        let later = std::time::SystemTime::now() + Duration::from_secs(120);
-        h.insert("retry-after", httpdate::fmt_http_date(later).parse().unwrap());
-        let d = retry_after(&h).unwrap();
-        assert!(
-            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
-            "{d:?}"
-        );
     }
 }

@@ -9,8 +9,9 @@ use oci_client::errors::OciErrorCode;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode};
 
-use super::{Call, Client, Error};
+use super::{Client, Error};
 use crate::digest::Digest;
+use crate::transport::Call;
 
 /// `location` with `digest=` added to its query.
 fn with_digest(location: &str, digest: &Digest) -> String {
@@ -21,13 +22,19 @@ fn with_digest(location: &str, digest: &Digest) -> String {
 /// A `PUT` with a body turned down for its form rather than its content: not allowed, or
 /// not understood. (A wrong digest or an auth failure would fail a `PATCH` just the same.)
 fn refuses_monolithic(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::Status { status, codes, .. }
-            if [StatusCode::METHOD_NOT_ALLOWED, StatusCode::NOT_IMPLEMENTED, StatusCode::LENGTH_REQUIRED,
-                StatusCode::RANGE_NOT_SATISFIABLE].contains(status)
-                || (*status == StatusCode::BAD_REQUEST && !codes.iter().any(|c| matches!(c, OciErrorCode::DigestInvalid | OciErrorCode::SizeInvalid)))
-    )
+    e.status_codes().is_some_and(|(status, codes)| {
+        [
+            StatusCode::METHOD_NOT_ALLOWED,
+            StatusCode::NOT_IMPLEMENTED,
+            StatusCode::LENGTH_REQUIRED,
+            StatusCode::RANGE_NOT_SATISFIABLE,
+        ]
+        .contains(&status)
+            || (status == StatusCode::BAD_REQUEST
+                && !codes
+                    .iter()
+                    .any(|c| matches!(c, OciErrorCode::DigestInvalid | OciErrorCode::SizeInvalid)))
+    })
 }
 
 impl Client {
@@ -56,14 +63,15 @@ impl Client {
         size: u64,
         body: &(dyn Fn() -> reqwest::Body + Sync),
     ) -> Result<(), Error> {
-        self.backoff
+        self.transport
+            .backoff()
             .retry(|| async {
                 let location = self.start_upload().await?;
-                let put = Call::new(Method::PUT, with_digest(&location, digest))
+                let put = Call::new(Method::PUT, with_digest(&location, digest), &self.scope)
                     .header(CONTENT_TYPE, "application/octet-stream")
                     .header(CONTENT_LENGTH, &size.to_string())
                     .body(body);
-                match self.execute(&put).await {
+                match self.transport.execute(&put).await.map_err(Error::from) {
                     Ok(_) => Ok(()),
                     Err(e) if refuses_monolithic(&e) => {
                         tracing::debug!("{e}: uploading blob {digest} as PATCH + PUT instead");
@@ -85,22 +93,24 @@ impl Client {
     ) -> Result<(), Error> {
         let location = self.start_upload().await?;
         let last = size.saturating_sub(1);
-        let patch = Call::new(Method::PATCH, location)
+        let patch = Call::new(Method::PATCH, location, &self.scope)
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, &size.to_string())
             .header(reqwest::header::CONTENT_RANGE, &format!("0-{last}"))
             .body(body);
-        let patched = self.execute(&patch).await?;
-        let location = self.location(&patched)?;
-        let close = Call::new(Method::PUT, with_digest(&location, digest)).header(CONTENT_LENGTH, "0");
-        self.execute(&close).await.map(drop)
+        let patched = self.transport.execute(&patch).await?;
+        let location = Self::location(&patched)?;
+        let close =
+            Call::new(Method::PUT, with_digest(&location, digest), &self.scope).header(CONTENT_LENGTH, "0");
+        self.transport.execute(&close).await?;
+        Ok(())
     }
 
     /// Opens an upload session; returns where to send the blob.
     async fn start_upload(&self) -> Result<String, Error> {
-        let start = Call::new(Method::POST, self.url("blobs/uploads/").await?);
-        let session = self.execute(&start).await?;
-        self.location(&session)
+        let start = Call::new(Method::POST, self.url("blobs/uploads/").await?, &self.scope);
+        let session = self.transport.execute(&start).await?;
+        Self::location(&session)
     }
 
     /// PUTs a manifest under `reference` (a tag or its digest) and checks the digest the
@@ -117,10 +127,14 @@ impl Client {
         let ours = Digest::sha256(bytes);
         let url = self.url(&format!("manifests/{reference}")).await?;
         let body = || reqwest::Body::from(bytes.to_vec());
-        let call = Call::new(Method::PUT, url.clone())
+        let call = Call::new(Method::PUT, url.clone(), &self.scope)
             .header(CONTENT_TYPE, media_type)
             .body(&body);
-        let response = self.backoff.retry(|| self.execute(&call)).await?;
+        let response = self
+            .transport
+            .backoff()
+            .retry(|| self.transport.execute(&call))
+            .await?;
         let theirs = response
             .headers()
             .get("docker-content-digest")
@@ -133,7 +147,7 @@ impl Client {
     }
 
     /// The absolute upload URL of a `202 Accepted`.
-    fn location(&self, response: &reqwest::Response) -> Result<String, Error> {
+    fn location(response: &reqwest::Response) -> Result<String, Error> {
         let url = response.url().to_string();
         let value = response
             .headers()
@@ -143,11 +157,11 @@ impl Client {
         if value.starts_with("http://") || value.starts_with("https://") {
             return Ok(value.to_owned());
         }
-        let base = self.base.get().cloned().unwrap_or_default();
-        Ok(if value.starts_with('/') {
-            format!("{base}{value}")
-        } else {
-            format!("{base}/{value}")
-        })
+        // relative to the URL that answered, as RFC 9110 says
+        response
+            .url()
+            .join(value)
+            .map(String::from)
+            .map_err(|_| Error::NoLocation { url })
     }
 }

@@ -1,0 +1,495 @@
+//! `Transport`: one server behind registry-style auth, reached over HTTP(S).
+//!
+//! It owns what every such API needs, whatever its paths: which scheme the server speaks
+//! (the probe), the auth handshake (a 401's `WWW-Authenticate`, Basic or a bearer token
+//! from the challenge's realm, cached per scope string), redirects, retries
+//! (`retry::Backoff`), extra CA roots and a client certificate, and the mapping of
+//! responses to typed errors. The registry client is this plus repository paths; the
+//! Notary client can be the same plus its own.
+//!
+//! Where credentials go: to the server's own scheme, host and port, and to the realm of a
+//! challenge that the server itself issued, never to a host a redirect led to, nor to a
+//! realm named by such a host; and never over plain HTTP unless the server itself is
+//! plain HTTP.
+
+mod challenge;
+mod error;
+mod http;
+mod token;
+
+use std::collections::HashMap;
+
+use reqwest::header::{HeaderName, HeaderValue, ACCEPT, WWW_AUTHENTICATE};
+use reqwest::{Method, Response, StatusCode};
+use tokio::sync::{Mutex, OnceCell};
+
+use self::challenge::Challenge;
+pub(crate) use self::error::read_limited;
+pub use self::error::Error;
+pub use self::http::{CONNECT_TIMEOUT, READ_TIMEOUT};
+use self::token::Token;
+pub use self::token::TOKEN_LIMIT;
+use crate::credentials::Credentials;
+use crate::retry::Backoff;
+use crate::secret::Secret;
+
+/// Redirects followed for one request.
+pub const MAX_REDIRECTS: usize = 10;
+
+/// A client certificate for mutual TLS.
+#[derive(Debug, Clone)]
+pub struct ClientCert {
+    /// PEM certificate chain.
+    pub cert: String,
+    /// PEM private key.
+    pub key: Secret,
+}
+
+/// How to reach a server, besides its name and credentials.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Extra PEM CA certificates, trusted besides the system roots.
+    pub ca_certs: Vec<String>,
+    /// A client certificate to present when a TLS server asks for one.
+    pub client_cert: Option<ClientCert>,
+    /// Allow plain HTTP, as for loopback hosts.
+    pub insecure: bool,
+    /// Retry policy for every request.
+    pub backoff: Backoff,
+}
+
+/// Who we are to a server: the credentials, and a phrase saying where they came from (or,
+/// when there are none, where they could be given), for messages.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// What to present.
+    pub credentials: Credentials,
+    /// e.g. `source.username and source.password`; for anonymous access, a sentence such
+    /// as `no credentials were given`.
+    pub origin: String,
+}
+
+impl Identity {
+    /// Nobody, with `hint` saying how to be somebody.
+    #[must_use]
+    pub fn anonymous(hint: impl Into<String>) -> Self {
+        Self {
+            credentials: Credentials::Anonymous,
+            origin: hint.into(),
+        }
+    }
+}
+
+/// A request that can be sent again: its body, if any, is made afresh for each attempt.
+pub struct Call<'a> {
+    method: Method,
+    url: String,
+    scope: &'a str,
+    headers: Vec<(HeaderName, String)>,
+    body: Option<&'a (dyn Fn() -> reqwest::Body + Sync)>,
+}
+
+impl<'a> Call<'a> {
+    /// `method` on `url`, authorised for the token scope `scope`.
+    #[must_use]
+    pub fn new(method: Method, url: String, scope: &'a str) -> Self {
+        Self {
+            method,
+            url,
+            scope,
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    /// Adds a header.
+    #[must_use]
+    pub fn header(mut self, name: HeaderName, value: &str) -> Self {
+        self.headers.push((name, value.to_owned()));
+        self
+    }
+
+    /// Sets the body maker.
+    #[must_use]
+    pub fn body(mut self, body: &'a (dyn Fn() -> reqwest::Body + Sync)) -> Self {
+        self.body = Some(body);
+        self
+    }
+}
+
+/// What the server asked for so far.
+#[derive(Debug, Clone)]
+enum Scheme {
+    /// Nothing yet: requests go out without credentials.
+    Unknown,
+    /// Basic credentials on every request.
+    Basic,
+    /// Bearer tokens from this realm, one per scope.
+    Bearer { realm: String, service: Option<String> },
+}
+
+#[derive(Debug)]
+struct AuthState {
+    scheme: Scheme,
+    tokens: HashMap<String, Token>,
+}
+
+/// What to put on one request.
+enum Attach {
+    Nothing,
+    Basic,
+    Bearer(Secret),
+}
+
+/// One server, its credentials and its auth state.
+#[derive(Debug)]
+pub struct Transport {
+    http: http::Http,
+    host: String,
+    identity: Identity,
+    backoff: Backoff,
+    allow_http: bool,
+    base: OnceCell<String>,
+    auth: Mutex<AuthState>,
+}
+
+impl Transport {
+    /// A transport to `host` (`host[:port]`) presenting `identity`. Plain HTTP is allowed
+    /// with `options.insecure` and for loopback hosts.
+    ///
+    /// # Errors
+    /// A CA certificate that is not PEM, a client certificate that does not parse, or TLS
+    /// that cannot be set up.
+    pub fn new(host: &str, identity: Identity, options: &Options) -> Result<Self, Error> {
+        let mut certs = Vec::new();
+        for (index, pem) in options.ca_certs.iter().enumerate() {
+            let parsed = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|source| Error::CaCert { index, source })?;
+            if parsed.is_empty() {
+                return Err(Error::NoCaCert { index });
+            }
+            certs.extend(parsed);
+        }
+        let identity_pem = options
+            .client_cert
+            .as_ref()
+            .map(|c| {
+                let pem = format!("{}\n{}", c.key.expose(), c.cert);
+                reqwest::Identity::from_pem(pem.as_bytes()).map_err(Error::ClientCert)
+            })
+            .transpose()?;
+        Ok(Self {
+            http: http::Http::new(certs, identity_pem)?,
+            allow_http: options.insecure || is_loopback(host),
+            host: host.to_owned(),
+            identity,
+            backoff: options.backoff,
+            base: OnceCell::new(),
+            auth: Mutex::new(AuthState {
+                scheme: Scheme::Unknown,
+                tokens: HashMap::new(),
+            }),
+        })
+    }
+
+    /// The server's `host[:port]`.
+    #[must_use]
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The retry policy.
+    #[must_use]
+    pub fn backoff(&self) -> Backoff {
+        self.backoff
+    }
+
+    /// The absolute URL of `path` (which starts with `/`), probing the scheme first.
+    ///
+    /// # Errors
+    /// None today; kept fallible for the probe.
+    pub async fn url(&self, path: &str) -> Result<String, Error> {
+        let base = self.base.get_or_try_init(|| self.probe_scheme()).await?;
+        Ok(format!("{base}{path}"))
+    }
+
+    /// Sends `method` on `path` with `accept`, with retries; a non-success status is an error.
+    ///
+    /// # Errors
+    /// Server, auth or transport failures (transient ones past the retry budget).
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        accept: &str,
+        scope: &str,
+    ) -> Result<Response, Error> {
+        self.backoff
+            .retry(|| self.attempt(&method, path, accept, scope, None))
+            .await
+    }
+
+    /// One attempt at `path`: send, answer one 401 challenge, send again. `range_from`
+    /// asks for the bytes from that offset on.
+    ///
+    /// # Errors
+    /// Server, auth or transport failures.
+    pub async fn attempt(
+        &self,
+        method: &Method,
+        path: &str,
+        accept: &str,
+        scope: &str,
+        range_from: Option<u64>,
+    ) -> Result<Response, Error> {
+        let mut call = Call::new(method.clone(), self.url(path).await?, scope).header(ACCEPT, accept);
+        if let Some(from) = range_from {
+            call = call.header(reqwest::header::RANGE, &format!("bytes={from}-"));
+        }
+        self.execute(&call).await
+    }
+
+    /// Sends `call` once, answering one 401 challenge of the server's own; a non-success
+    /// status is an error.
+    ///
+    /// # Errors
+    /// Server, auth or transport failures.
+    pub async fn execute(&self, call: &Call<'_>) -> Result<Response, Error> {
+        let method = &call.method;
+        let mut answered_challenge = false;
+        loop {
+            let attach = self.attach_for(call.scope).await?;
+            let (response, url) = self.send(call, &attach).await?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(response);
+            }
+            // A 401 from a host a redirect led to is that host's business: its challenge
+            // is never answered with our credentials.
+            if status != StatusCode::UNAUTHORIZED || answered_challenge || !self.is_own(&url) {
+                return Err(error::status_error(method.clone(), &url, response).await);
+            }
+            let Some(header) = response.headers().get(WWW_AUTHENTICATE).cloned() else {
+                return Err(error::status_error(method.clone(), &url, response).await);
+            };
+            self.answer(&header, call.scope).await?;
+            answered_challenge = true;
+        }
+    }
+
+    /// Sends `call`, following redirects by hand. Returns the last response and its URL.
+    async fn send(&self, call: &Call<'_>, attach: &Attach) -> Result<(Response, String), Error> {
+        let mut method = call.method.clone();
+        let mut url = call.url.clone();
+        for _ in 0..=MAX_REDIRECTS {
+            tracing::debug!("{method} {url}");
+            let response = self.send_once(call, &method, &url, attach).await?;
+            tracing::debug!("{method} {url} -> {}", response.status());
+            if !response.status().is_redirection() {
+                return Ok((response, url));
+            }
+            let Some(next) = redirect_target(&response) else {
+                return Ok((response, url));
+            };
+            tracing::debug!("{method} {url} redirected to {next}");
+            let keeps_method = matches!(response.status().as_u16(), 307 | 308) || method == Method::HEAD;
+            if !keeps_method {
+                method = Method::GET;
+            }
+            url = next;
+        }
+        Err(Error::Redirects {
+            url: call.url.clone(),
+        })
+    }
+
+    /// One request, without following redirects. Credentials go only on URLs of the server
+    /// itself (same scheme, host and port as the probed base).
+    async fn send_once(
+        &self,
+        call: &Call<'_>,
+        method: &Method,
+        url: &str,
+        attach: &Attach,
+    ) -> Result<Response, Error> {
+        let mut request = self.http.for_url(url)?.request(method.clone(), url);
+        for (name, value) in &call.headers {
+            request = request.header(name, value);
+        }
+        if let (Some(body), true) = (call.body, *method == call.method) {
+            request = request.body(body());
+        }
+        if self.is_own(url) {
+            match (attach, &self.identity.credentials) {
+                (Attach::Basic, Credentials::Basic { username, password }) => {
+                    request = request.basic_auth(username, Some(password.expose()));
+                }
+                (Attach::Bearer(token), _) => request = request.bearer_auth(token.expose()),
+                _ => {}
+            }
+        }
+        request.send().await.map_err(|source| Error::Transport {
+            method: method.clone(),
+            url: url.to_owned(),
+            source,
+        })
+    }
+
+    /// Whether `url` is on the server itself: the probed base, then `/`.
+    fn is_own(&self, url: &str) -> bool {
+        self.base.get().is_some_and(|base| {
+            url.strip_prefix(base.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+        })
+    }
+
+    /// What to put on a request for `scope` now, fetching or renewing its token first.
+    async fn attach_for(&self, scope: &str) -> Result<Attach, Error> {
+        let mut state = self.auth.lock().await;
+        let (realm, service) = match &state.scheme {
+            Scheme::Unknown => return Ok(Attach::Nothing),
+            Scheme::Basic => return Ok(Attach::Basic),
+            Scheme::Bearer { realm, service } => (realm.clone(), service.clone()),
+        };
+        if let Some(token) = state.tokens.get(scope).filter(|t| t.is_fresh()) {
+            return Ok(Attach::Bearer(token.value.clone()));
+        }
+        // The lock is held while fetching, so concurrent requests for one scope fetch once.
+        let token = self.fetch_token(&realm, service.as_deref(), scope).await?;
+        let value = token.value.clone();
+        state.tokens.insert(scope.to_owned(), token);
+        Ok(Attach::Bearer(value))
+    }
+
+    /// Acts on a 401's challenge: switch to Basic, or fetch a token for `scope`.
+    async fn answer(&self, header: &HeaderValue, scope: &str) -> Result<(), Error> {
+        let host = &self.host;
+        let text = header.to_str().unwrap_or_default();
+        let challenge = Challenge::parse(text).ok_or_else(|| Error::Challenge {
+            host: host.clone(),
+            header: text.to_owned(),
+        })?;
+        tracing::debug!("{host} asks for authentication: {challenge:?}");
+        let mut state = self.auth.lock().await;
+        match challenge {
+            Challenge::Basic => {
+                if !matches!(self.identity.credentials, Credentials::Basic { .. }) {
+                    return Err(self.credentials_required("Basic"));
+                }
+                state.scheme = Scheme::Basic;
+            }
+            Challenge::Bearer { realm, service } => {
+                if !(realm.starts_with("https://") || realm.starts_with("http://")) {
+                    return Err(Error::Challenge {
+                        host: host.clone(),
+                        header: text.to_owned(),
+                    });
+                }
+                let token = self.fetch_token(&realm, service.as_deref(), scope).await?;
+                state.tokens.insert(scope.to_owned(), token);
+                state.scheme = Scheme::Bearer { realm, service };
+            }
+        }
+        Ok(())
+    }
+
+    fn credentials_required(&self, scheme: &'static str) -> Error {
+        let origin = &self.identity.origin;
+        let hint = if self.identity.credentials.is_anonymous() {
+            origin.clone()
+        } else {
+            format!("the credentials from {origin} are a token, which only a token server takes")
+        };
+        Error::CredentialsRequired {
+            host: self.host.clone(),
+            scheme,
+            hint,
+        }
+    }
+
+    async fn fetch_token(&self, realm: &str, service: Option<&str>, scope: &str) -> Result<Token, Error> {
+        let credentials = &self.identity.credentials;
+        let server_is_https = self.base.get().is_some_and(|b| b.starts_with("https://"));
+        if realm.starts_with("http://") && server_is_https && !credentials.is_anonymous() {
+            return Err(Error::InsecureRealm {
+                host: self.host.clone(),
+                realm: realm.to_owned(),
+            });
+        }
+        let request = token::Request {
+            host: &self.host,
+            realm,
+            service,
+            scope,
+            origin: &self.identity.origin,
+        };
+        token::fetch_token(self.http.for_url(realm)?, &request, credentials).await
+    }
+
+    /// `https://host`, unless plain HTTP is allowed for this host and `/v2/` answers over
+    /// plain HTTP like a registry (200 or 401). Plain HTTP is asked first: a failed TLS
+    /// handshake with a plain-HTTP server costs tens of milliseconds, a refused or
+    /// non-registry answer over HTTP about one.
+    async fn probe_scheme(&self) -> Result<String, Error> {
+        let host = &self.host;
+        let https = format!("https://{host}");
+        if !self.allow_http {
+            return Ok(https);
+        }
+        let http = format!("http://{host}");
+        let ping = format!("{http}/v2/");
+        match self.http.for_url(&ping)?.get(&ping).send().await {
+            Ok(r) if r.status().is_success() || r.status() == StatusCode::UNAUTHORIZED => {
+                tracing::debug!("{host} speaks plain HTTP");
+                Ok(http)
+            }
+            // A TLS server answering plain HTTP says 400; nothing listening, a refusal:
+            // either way HTTPS it is, and its errors are the ones worth reporting.
+            _ => Ok(https),
+        }
+    }
+}
+
+/// Whether a server at `host` may be reached over plain HTTP without being told
+/// `insecure`: loopback names and addresses, as docker and go-containerregistry do.
+#[must_use]
+pub fn is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The absolute URL a redirect points to.
+fn redirect_target(response: &Response) -> Option<String> {
+    let location = response.headers().get(reqwest::header::LOCATION)?.to_str().ok()?;
+    response.url().join(location).ok().map(String::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for host in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1",
+            "127.0.0.2:80",
+            "[::1]:5000",
+            "[::1]",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "example.com",
+            "10.0.0.1:5000",
+            "[fe80::1]:5000",
+            "localhost.example.com",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+}
