@@ -111,6 +111,38 @@ impl Repository {
         Ok(Self { registry, path })
     }
 
+    /// Whether `text` (as in `source.repository`) names its registry host.
+    #[must_use]
+    pub fn names_host(text: &str) -> bool {
+        text.split_once('/').is_some_and(|(first, _)| is_host(first))
+    }
+
+    /// Parses `text` as a repository on `registry` when it names no host itself (ECR's
+    /// repositories: `app` is `<account>.dkr.ecr.<region>.amazonaws.com/app`, without
+    /// Docker Hub's `library/`).
+    ///
+    /// # Errors
+    /// As [`Repository::parse`], and when `registry` is not `host[:port]`.
+    pub fn parse_on(text: &str, registry: &str) -> Result<Self, ReferenceError> {
+        if Self::names_host(text) {
+            return Self::parse(text);
+        }
+        validate_host(registry)?;
+        Self::parse(&format!("{registry}/{text}"))
+    }
+
+    /// The same repository path on another registry (a mirror).
+    ///
+    /// # Errors
+    /// When `registry` is not `host[:port]`.
+    pub fn on(&self, registry: &str) -> Result<Self, ReferenceError> {
+        validate_host(registry)?;
+        Ok(Self {
+            registry: registry.to_owned(),
+            path: self.path.clone(),
+        })
+    }
+
     /// The registry host, `host[:port]`.
     #[must_use]
     pub fn registry(&self) -> &str {
@@ -224,7 +256,11 @@ fn split_port(host: &str) -> (&str, Option<&str>) {
     }
 }
 
-fn validate_host(host: &str) -> Result<(), ReferenceError> {
+/// Checks that `host` is `host[:port]` (a name, IPv4 or `[IPv6]`).
+///
+/// # Errors
+/// When it is not.
+pub fn validate_host(host: &str) -> Result<(), ReferenceError> {
     let bad = || ReferenceError::BadHost { host: host.into() };
     let (name, port) = split_port(host);
     if let Some(port) = port {

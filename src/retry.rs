@@ -253,13 +253,13 @@ mod tests {
                 async {
                     Err(E {
                         transient: true,
-                        after: Some(Duration::from_secs(60)),
+                        after: Some(Duration::from_mins(1)),
                         gave_up: None,
                     })
                 }
             })
             .await;
         assert_eq!(calls, 1);
-        assert_eq!(r.unwrap_err().gave_up.unwrap().1, Some(Duration::from_secs(60)));
+        assert_eq!(r.unwrap_err().gave_up.unwrap().1, Some(Duration::from_mins(1)));
     }
 }

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Deserializer};
 
 /// A secret string: `Debug` prints `<redacted>`, and there is no `Display`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {

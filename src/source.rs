@@ -37,6 +37,32 @@ pub enum SourceError {
         /// What was asked for.
         feature: &'static str,
     },
+    /// Two fields that exclude each other.
+    #[error("source.{first} and source.{second} cannot both be set{hint}")]
+    Conflict {
+        /// One field.
+        first: &'static str,
+        /// The other.
+        second: &'static str,
+        /// What to do instead, with a leading separator.
+        hint: &'static str,
+    },
+    /// An ECR field without `aws_region`, which is what turns ECR on.
+    #[error("source.{field} is set but source.aws_region is not: ECR needs the registry's region")]
+    NoRegion {
+        /// The field given.
+        field: &'static str,
+    },
+    /// A field whose value is not of the expected form.
+    #[error("source.{field} {value:?} {expected}")]
+    Malformed {
+        /// The field, e.g. `aws_role_arns[1]`.
+        field: String,
+        /// The value as given (never a secret).
+        value: String,
+        /// What it should look like.
+        expected: &'static str,
+    },
 }
 
 type Result<T, E = SourceError> = std::result::Result<T, E>;
@@ -71,6 +97,16 @@ pub struct Source {
     /// Role to assume before asking ECR for a token.
     #[serde(default)]
     pub aws_role_arn: Option<String>,
+    /// Roles to assume in order, each with the previous one's credentials.
+    #[serde(default)]
+    pub aws_role_arns: Option<Vec<String>>,
+    /// AWS account of the ECR registry: its host is `<id>.dkr.ecr.<region>.amazonaws.com`.
+    #[serde(default)]
+    pub aws_account_id: Option<String>,
+    /// Deprecated (upstream too): ECR's token is valid for every registry the principal
+    /// may use, so this is accepted and ignored, with a warning.
+    #[serde(default)]
+    pub aws_ecr_registry_id: Option<String>,
     /// Debug logs instead of progress bars.
     #[serde(default)]
     pub debug: bool,
@@ -276,17 +312,115 @@ impl Source {
                 "registry_mirror.password",
             )?;
         }
-        let aws = [
-            self.aws_access_key_id.is_some(),
-            self.aws_secret_access_key.is_some(),
-            self.aws_session_token.is_some(),
-            self.aws_region.is_some(),
-            self.aws_role_arn.is_some(),
+        self.validate_aws()?;
+        Ok(())
+    }
+
+    /// Whether ECR is on: `aws_region` is set.
+    #[must_use]
+    pub fn uses_ecr(&self) -> bool {
+        self.aws_region.is_some()
+    }
+
+    /// The roles to assume, in order: `aws_role_arn`, or `aws_role_arns`.
+    #[must_use]
+    pub fn aws_roles(&self) -> Vec<String> {
+        match (&self.aws_role_arn, &self.aws_role_arns) {
+            (Some(one), _) if !one.is_empty() => vec![one.clone()],
+            (_, Some(many)) => many.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The ECR fields: each needs `aws_region`, keys come in pairs, one way to give roles,
+    /// and values of the right form.
+    fn validate_aws(&self) -> Result<()> {
+        let given = [
+            ("aws_access_key_id", self.aws_access_key_id.is_some()),
+            ("aws_secret_access_key", self.aws_secret_access_key.is_some()),
+            ("aws_session_token", self.aws_session_token.is_some()),
+            ("aws_role_arn", self.aws_role_arn.is_some()),
+            ("aws_role_arns", self.aws_role_arns.is_some()),
+            ("aws_account_id", self.aws_account_id.is_some()),
+            ("aws_ecr_registry_id", self.aws_ecr_registry_id.is_some()),
         ];
-        if aws.contains(&true) {
-            return Err(SourceError::Unsupported {
-                feature: "ECR authentication (source.aws_*)",
+        let Some(region) = &self.aws_region else {
+            return match given.iter().find(|(_, set)| *set) {
+                Some((field, _)) => Err(SourceError::NoRegion { field }),
+                None => Ok(()),
+            };
+        };
+        let malformed = |field: &str, value: &str, expected| SourceError::Malformed {
+            field: field.to_owned(),
+            value: value.to_owned(),
+            expected,
+        };
+        let region_ok = !region.is_empty()
+            && region.len() <= 32
+            && region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !region_ok {
+            return Err(malformed(
+                "aws_region",
+                region,
+                "is not an AWS region (like us-east-1)",
+            ));
+        }
+        check_credential_pair(
+            self.aws_access_key_id.as_deref(),
+            self.aws_secret_access_key.as_ref(),
+            "aws_access_key_id",
+            "aws_secret_access_key",
+        )?;
+        let has_key = self.aws_access_key_id.as_deref().is_some_and(|k| !k.is_empty());
+        if self.aws_session_token.as_ref().is_some_and(|t| !t.is_empty()) && !has_key {
+            return Err(SourceError::IncompleteCredentials {
+                present: "aws_session_token",
+                missing: "aws_access_key_id",
             });
+        }
+        if self.aws_role_arn.is_some() && self.aws_role_arns.is_some() {
+            return Err(SourceError::Conflict {
+                first: "aws_role_arn",
+                second: "aws_role_arns",
+                hint: ": give one role in aws_role_arn, or the chain in aws_role_arns",
+            });
+        }
+        if self.username.as_deref().is_some_and(|u| !u.is_empty()) {
+            return Err(SourceError::Conflict {
+                first: "username",
+                second: "aws_region",
+                hint: ": with aws_region the registry credentials come from ECR",
+            });
+        }
+        let roles = match (&self.aws_role_arn, &self.aws_role_arns) {
+            (Some(one), _) => vec![("aws_role_arn".to_owned(), one)],
+            (_, Some(many)) => many
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (format!("aws_role_arns[{i}]"), r))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (field, arn) in roles {
+            let ok = arn.starts_with("arn:") && arn.split(':').nth(5).is_some_and(|r| r.starts_with("role/"));
+            if !ok {
+                return Err(malformed(
+                    &field,
+                    arn,
+                    "is not a role ARN (arn:aws:iam::<account>:role/<name>)",
+                ));
+            }
+        }
+        if let Some(id) = &self.aws_account_id {
+            if id.len() != 12 || !id.chars().all(|c| c.is_ascii_digit()) {
+                return Err(malformed(
+                    "aws_account_id",
+                    id,
+                    "is not a 12-digit AWS account id",
+                ));
+            }
         }
         Ok(())
     }

@@ -11,11 +11,11 @@ mod remote;
 
 pub use self::remote::{Remote, RemoteError};
 use crate::auth;
-use crate::reference::Repository;
+use crate::reference::{validate_host, Repository, DOCKER_HUB};
 use crate::registry::{self, Client, Scope};
 use crate::retry::Backoff;
-use crate::source::{Source, SourceError};
-use crate::transport::{self, Options};
+use crate::source::{RegistryMirror, Source, SourceError};
+use crate::transport::{self, Identity, Options};
 
 /// Why a source could not be turned into a client.
 #[derive(Debug, thiserror::Error)]
@@ -36,24 +36,137 @@ pub enum Error {
     /// The client could not be set up.
     #[error(transparent)]
     Registry(#[from] registry::Error),
+    /// Credentials could not be resolved.
+    #[error(transparent)]
+    Auth(#[from] auth::Error),
 }
 
-/// Opens the source's repository for `scope`.
+/// Environment variable naming the host to dial for Docker Hub repositories instead of
+/// `index.docker.io`. It exists for the test suite, which stands a local registry in for
+/// Docker Hub to test the mirror's fallback; the repository's name, its files and its
+/// credentials stay Docker Hub's.
+pub const DOCKER_HUB_ENDPOINT_VAR: &str = "REGISTRY_IMAGE_DOCKER_HUB_ENDPOINT";
+
+/// The most a mirror's failures are retried before the origin is asked: a sick mirror
+/// should cost seconds, not the whole retry budget, for every blob.
+pub const MIRROR_RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens the source's repository for `scope`: ECR first if `aws_region` is set; for pulls
+/// of Docker Hub repositories, the mirror too.
 ///
 /// # Errors
-/// An invalid source, credentials that cannot be resolved, or a transport that cannot be
-/// set up (a `ca_certs` entry that is not PEM).
+/// An invalid source, credentials that cannot be resolved (ECR, a credential helper), or
+/// a transport that cannot be set up (a `ca_certs` entry that is not PEM).
 pub async fn connect(source: &Source, scope: Scope, backoff: Backoff) -> Result<Remote, Error> {
     source.validate()?;
-    let repository = source.repository()?;
     let options = options(source, backoff);
+    let (repository, identity) = if let Some(region) = &source.aws_region {
+        ecr_repository(source, region).await?
+    } else {
+        let repository = source.repository()?;
+        let identity = auth::resolve(
+            source.username.as_deref(),
+            source.password.as_ref(),
+            "source.username and source.password",
+            repository.registry(),
+        )
+        .await?;
+        (repository, identity)
+    };
+    let mirror = match (&source.registry_mirror, scope) {
+        (Some(mirror), Scope::Pull) if repository.registry() == DOCKER_HUB && !source.uses_ecr() => {
+            Some(mirror_client(mirror, &repository, &options).await?)
+        }
+        (Some(_), Scope::Pull) => {
+            tracing::debug!(
+                "{} is not on Docker Hub: source.registry_mirror is not used",
+                repository.registry()
+            );
+            None
+        }
+        _ => None,
+    };
     let host = endpoint(&repository);
-    let identity = auth::resolve(source, repository.registry());
     let origin = Client::new(repository, &host, identity, scope, &options).map_err(setting)?;
-    if source.registry_mirror.is_some() && scope == Scope::Pull {
-        tracing::warn!("source.registry_mirror is not used by this version yet; asking the origin registry");
+    Ok(Remote::new(origin, mirror))
+}
+
+/// ECR's login, and the repository on the host it decides: `source.repository`'s own
+/// host, else `aws_account_id`'s registry, else the token's proxy endpoint.
+async fn ecr_repository(source: &Source, region: &str) -> Result<(Repository, Identity), Error> {
+    if source.aws_ecr_registry_id.is_some() {
+        tracing::warn!("source.aws_ecr_registry_id is deprecated and ignored: ECR's token is valid for every registry the credentials may use");
     }
-    Ok(Remote::new(origin, None))
+    let login = auth::ecr::login(source, region).await?;
+    let host = match &source.aws_account_id {
+        _ if Repository::names_host(&source.repository) => String::new(),
+        Some(account) => auth::ecr::account_host(account, region),
+        None if login.proxy_host.is_empty() => {
+            return Err(auth::Error::NoEcrHost {
+                region: region.to_owned(),
+            }
+            .into())
+        }
+        None => login.proxy_host.clone(),
+    };
+    let repository = if host.is_empty() {
+        source.repository()?
+    } else {
+        Repository::parse_on(&source.repository, &host).map_err(|source| SourceError::Reference {
+            field: "repository",
+            source,
+        })?
+    };
+    tracing::debug!("ECR repository {repository}");
+    Ok((repository, auth::ecr_identity(login, region)))
+}
+
+/// The mirror's client for `repository` (a Docker Hub one): the same path on the
+/// mirror's host, with the mirror's own credentials (else the docker config's for it).
+async fn mirror_client(
+    mirror: &RegistryMirror,
+    repository: &Repository,
+    options: &Options,
+) -> Result<Client, Error> {
+    let (host, plain) = mirror_host(&mirror.host)?;
+    let on_mirror = repository.on(&host).map_err(|source| SourceError::Reference {
+        field: "registry_mirror.host",
+        source,
+    })?;
+    let identity = auth::resolve(
+        mirror.username.as_deref(),
+        mirror.password.as_ref(),
+        "source.registry_mirror.username and password",
+        &host,
+    )
+    .await?;
+    let options = Options {
+        insecure: options.insecure || plain,
+        backoff: Backoff {
+            max_elapsed: options.backoff.max_elapsed.min(MIRROR_RETRY_BUDGET),
+            ..options.backoff
+        },
+        ..options.clone()
+    };
+    tracing::debug!("asking mirror {host} first for {repository}");
+    Client::new(on_mirror, &host, identity, Scope::Pull, &options).map_err(setting)
+}
+
+/// `registry_mirror.host` as `host[:port]`, and whether it asked for plain HTTP: the
+/// field may also be written as a URL, `https://host` or `http://host`, as docker's
+/// `registry-mirrors` are.
+fn mirror_host(text: &str) -> Result<(String, bool), SourceError> {
+    let (rest, plain) = match (text.strip_prefix("https://"), text.strip_prefix("http://")) {
+        (Some(rest), _) => (rest, false),
+        (_, Some(rest)) => (rest, true),
+        _ => (text, false),
+    };
+    let host = rest.trim_end_matches('/');
+    validate_host(host).map_err(|source| SourceError::Reference {
+        field: "registry_mirror.host",
+        source,
+    })?;
+    Ok((host.to_owned(), plain))
 }
 
 /// Transport options of the source's registry.
@@ -66,8 +179,17 @@ fn options(source: &Source, backoff: Backoff) -> Options {
     }
 }
 
-/// Where to dial a repository's registry.
+/// Where to dial a repository's registry: its host, except that Docker Hub may be stood
+/// in for (see [`DOCKER_HUB_ENDPOINT_VAR`]).
 fn endpoint(repository: &Repository) -> String {
+    if repository.registry() == DOCKER_HUB {
+        if let Some(host) = std::env::var(DOCKER_HUB_ENDPOINT_VAR)
+            .ok()
+            .filter(|h| !h.is_empty())
+        {
+            return host;
+        }
+    }
     repository.registry().to_owned()
 }
 

@@ -14,7 +14,7 @@ use super::Error;
 /// How long connecting (TCP and TLS) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a response may go without a byte arriving.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+pub const READ_TIMEOUT: Duration = Duration::from_mins(1);
 
 #[derive(Debug)]
 pub(crate) struct Http {

@@ -62,9 +62,56 @@ pub fn path(name: &str) -> &'static str {
     }
 }
 
+/// Variables no binary under test inherits: they could point it at real AWS, real
+/// instance metadata, or this machine's docker credentials.
+const SCRUBBED: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_ECR",
+    "AWS_ENDPOINT_URL_STS",
+    "DOCKER_CONFIG",
+    "REGISTRY_IMAGE_DOCKER_HUB_ENDPOINT",
+];
+
 /// Runs `name` with `input` on stdin and `args`, killing it after `timeout`.
 pub fn run_with_timeout(name: &str, input: &str, args: &[&str], timeout: Duration) -> Output {
-    let mut child = Command::new(path(name))
+    run_with_env(name, input, args, timeout, &[])
+}
+
+/// Runs `name` like [`run_with_timeout`] with `env` set. Every run starts from a clean
+/// slate: no AWS or docker settings inherited, instance metadata off, no AWS config files
+/// and an empty docker config directory, unless `env` says otherwise.
+pub fn run_with_env(
+    name: &str,
+    input: &str,
+    args: &[&str],
+    timeout: Duration,
+    env: &[(&str, &str)],
+) -> Output {
+    let mut command = Command::new(path(name));
+    for var in SCRUBBED {
+        command.env_remove(var);
+    }
+    command
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("DOCKER_CONFIG", "/nonexistent/registry-image-test/docker");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -7,5 +7,6 @@ pub mod bin;
 pub mod fake;
 pub mod image;
 pub mod layer;
+pub mod moto;
 pub mod registry;
 pub mod tree;

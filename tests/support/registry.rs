@@ -27,6 +27,9 @@ pub struct Registry {
     pub auth: Auth,
     /// PEM of the CA that signed the server certificate, for TLS registries.
     pub ca_pem: Option<String>,
+    /// The user and password it accepts (Basic and Token registries).
+    pub user: String,
+    pub password: String,
     dir: tempfile::TempDir,
     children: Vec<Child>,
     token_realm: Option<String>,
@@ -147,10 +150,10 @@ fn make_certs(dir: &Path) {
     );
 }
 
-fn htpasswd_line() -> String {
+fn htpasswd_line(user: &str, password: &str) -> String {
     require("htpasswd");
     let out = Command::new("htpasswd")
-        .args(["-Bbn", USER, PASSWORD])
+        .args(["-Bbn", user, password])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -177,6 +180,11 @@ impl Registry {
     }
 
     pub fn start(auth: Auth, tls: bool) -> Self {
+        Self::start_as(auth, tls, USER, PASSWORD)
+    }
+
+    /// A registry whose one user is `user` with `password`.
+    pub fn start_as(auth: Auth, tls: bool, user: &str, password: &str) -> Self {
         require("docker-registry");
         let dir = tempfile::tempdir().unwrap();
         let mut children = Vec::new();
@@ -185,14 +193,14 @@ impl Registry {
         match auth {
             Auth::None => {}
             Auth::Basic => {
-                std::fs::write(dir.path().join("htpasswd"), htpasswd_line()).unwrap();
+                std::fs::write(dir.path().join("htpasswd"), htpasswd_line(user, password)).unwrap();
                 auth_yaml = format!(
                     "auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n",
                     dir.path().join("htpasswd").display()
                 );
             }
             Auth::Token => {
-                let (child, realm) = start_token_server(dir.path());
+                let (child, realm) = start_token_server(dir.path(), user, password);
                 children.push(child);
                 auth_yaml = format!(
                     "auth:\n  token:\n    realm: {realm}\n    service: test-registry\n    issuer: test-issuer\n    rootcertbundle: {}\n",
@@ -237,6 +245,8 @@ impl Registry {
                     host: format!("127.0.0.1:{port}"),
                     auth,
                     ca_pem,
+                    user: user.to_owned(),
+                    password: password.to_owned(),
                     dir,
                     children,
                     token_realm,
@@ -308,7 +318,7 @@ impl Registry {
             copy.arg("--src-cert-dir").arg(&certs);
         }
         if self.auth != Auth::None {
-            copy.args(["--src-creds", &format!("{USER}:{PASSWORD}")]);
+            copy.args(["--src-creds", &format!("{}:{}", self.user, self.password)]);
         }
         run(copy
             .arg(format!("docker://{}/{name}@{digest}", self.host))
@@ -405,7 +415,7 @@ impl Drop for Registry {
     }
 }
 
-fn start_token_server(dir: &Path) -> (Child, String) {
+fn start_token_server(dir: &Path, user: &str, password: &str) -> (Child, String) {
     let python = python();
     openssl(
         dir,
@@ -440,7 +450,7 @@ fn start_token_server(dir: &Path) -> (Child, String) {
             "test-registry",
             "tokens.log",
         ])
-        .arg(format!("{USER}:{PASSWORD}"))
+        .arg(format!("{user}:{password}"))
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
@@ -469,6 +479,8 @@ struct Pusher {
     name: String,
     basic: bool,
     token: Option<String>,
+    user: String,
+    password: String,
 }
 
 impl Pusher {
@@ -486,7 +498,7 @@ impl Pusher {
                     ("service", "test-registry"),
                     ("scope", &format!("repository:{name}:*")),
                 ])
-                .basic_auth(USER, Some(PASSWORD))
+                .basic_auth(&registry.user, Some(&registry.password))
                 .send()
                 .await
                 .unwrap();
@@ -499,13 +511,15 @@ impl Pusher {
             name: name.to_owned(),
             basic: registry.auth == Auth::Basic,
             token,
+            user: registry.user.clone(),
+            password: registry.password.clone(),
         }
     }
 
     fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match (&self.token, self.basic) {
             (Some(t), _) => request.bearer_auth(t),
-            (None, true) => request.basic_auth(USER, Some(PASSWORD)),
+            (None, true) => request.basic_auth(&self.user, Some(&self.password)),
             _ => request,
         }
     }
