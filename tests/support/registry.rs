@@ -290,6 +290,14 @@ impl Registry {
             .count()
     }
 
+    /// How many tokens were granted for an `OAuth2` refresh token.
+    pub fn refresh_grants(&self) -> usize {
+        self.token_log()
+            .lines()
+            .filter(|l| l.starts_with("request refresh ") && !l.ends_with("anonymous"))
+            .count()
+    }
+
     fn token_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("tokens.log")).unwrap_or_default()
     }

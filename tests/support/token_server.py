@@ -8,6 +8,8 @@ GET /token?service=S&scope=repository:NAME:ACTIONS with optional Basic credentia
   * valid user      -> 200, a JWT granting the requested actions
   * no credentials  -> 200, a JWT granting nothing (the registry then answers 401)
   * wrong password  -> 401 {"details": "invalid username or password"}
+POST /token (OAuth2 form), grant_type=refresh_token: the refresh token "<user>-refresh-token"
+  stands for that user; any other -> 401 {"error": "invalid_grant"}.
 The JWT is ES256 with the signing certificate in its x5c header, which is what
 distribution 2.8 checks against `rootcertbundle`. Every issued token and every
 request is appended to LOG, so tests can count token fetches and look for leaks.
@@ -61,6 +63,18 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def do_POST(self):
+        if urlsplit(self.path).path != "/token":
+            return self.reply(404, {"details": "not found"})
+        length = int(self.headers.get("Content-Length", "0"))
+        form = parse_qs(self.rfile.read(length).decode())
+        refresh = form.get("refresh_token", [""])[0]
+        subject = next((u for u in users if refresh == u + "-refresh-token"), "")
+        if form.get("grant_type", [""])[0] != "refresh_token" or not subject:
+            log("request denied")
+            return self.reply(401, {"error": "invalid_grant", "error_description": "unknown refresh token"})
+        self.grant(form, subject, "refresh ")
+
     def do_GET(self):
         url = urlsplit(self.path)
         if url.path != "/token":
@@ -74,6 +88,9 @@ class Handler(BaseHTTPRequestHandler):
                 log("request denied")
                 return self.reply(401, {"details": "invalid username or password"})
             subject = user
+        self.grant(query, subject, "")
+
+    def grant(self, query, subject, how):
         access = []
         for scope in query.get("scope", []):
             kind, _, rest = scope.partition(":")
@@ -84,7 +101,7 @@ class Handler(BaseHTTPRequestHandler):
         token = sign({"iss": issuer, "sub": subject, "aud": query.get("service", [service])[0],
                       "exp": now + 300, "nbf": now - 10, "iat": now,
                       "jti": secrets.token_hex(8), "access": access})
-        log("request " + (subject or "anonymous"))
+        log("request " + how + (subject or "anonymous"))
         log("token " + token)
         self.reply(200, {"token": token, "expires_in": 300})
 
