@@ -348,6 +348,19 @@ impl Registry {
         ))
     }
 
+    /// The requests its access log shows under `/v2/`, as `METHOD /v2/…` strings.
+    pub fn requests(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter_map(|line| {
+                let start = line.find('"')? + 1;
+                let request = &line[start..];
+                let request = &request[..request.find(" HTTP/")?];
+                request.contains(" /v2/").then(|| request.to_owned())
+            })
+            .collect()
+    }
+
     /// The registry's own log (access log included).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
