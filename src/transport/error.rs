@@ -167,6 +167,9 @@ pub enum Error {
     },
 }
 
+/// Largest error body read for its message.
+pub const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
 /// Where refused credentials came from, for the statuses that mean "refused".
 fn origin_note(status: StatusCode, origin: &str) -> String {
     if origin.is_empty() || !matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
@@ -308,7 +311,7 @@ pub(crate) async fn status_error(method: Method, url: &str, response: reqwest::R
     let body = if method == Method::HEAD {
         Vec::new()
     } else {
-        read_limited(response, 64 * 1024).await.unwrap_or_default()
+        read_limited(response, ERROR_BODY_LIMIT).await.unwrap_or_default()
     };
     let (codes, mut message) = parse_envelope(&body);
     if message.is_empty() {
