@@ -29,7 +29,15 @@ impl Client {
     /// Registry failures (a missing repository is a not-found error), a page that is not
     /// valid, a `Link` to another host, or more than [`MAX_TAG_PAGES`] pages.
     pub async fn list_tags(&self) -> Result<Vec<String>, Error> {
-        let mut url = self.url(&format!("tags/list?n={TAGS_PER_PAGE}")).await?;
+        self.list_tags_by(TAGS_PER_PAGE).await
+    }
+
+    /// [`Client::list_tags`], asking for `per_page` tags per page.
+    ///
+    /// # Errors
+    /// As [`Client::list_tags`].
+    pub async fn list_tags_by(&self, per_page: usize) -> Result<Vec<String>, Error> {
+        let mut url = self.url(&format!("tags/list?n={per_page}")).await?;
         let mut tags = Vec::new();
         for _ in 0..MAX_TAG_PAGES {
             let (page, next) = self.tag_page(&url).await?;

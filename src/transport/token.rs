@@ -127,7 +127,9 @@ pub(crate) async fn fetch_token(
     }
     if !status.is_success() {
         let retry_after = retry_after(response.headers());
-        let body = read_limited(response, super::error::ERROR_BODY_LIMIT).await.unwrap_or_default();
+        let body = read_limited(response, super::error::ERROR_BODY_LIMIT)
+            .await
+            .unwrap_or_default();
         let (_, message) = parse_envelope(&body);
         return Err(Error::Token {
             host: host.to_owned(),

@@ -67,7 +67,12 @@ pub struct FakeServer {
 impl FakeServer {
     /// Serves `handler(request, index of this request among those with the same method and path)`.
     pub fn start(handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on("127.0.0.1", handler)
+    }
+
+    /// The same on another loopback address (`127.0.0.2`: a second "host").
+    pub fn start_on(ip: &str, handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
         let host = listener.local_addr().unwrap().to_string();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let handler: Arc<Handler> = Arc::new(handler);

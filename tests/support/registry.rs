@@ -150,6 +150,53 @@ fn make_certs(dir: &Path) {
     );
 }
 
+/// A client certificate signed by the CA in `dir` (`client.crt`, `client.key`, PKCS#8).
+fn make_client_cert(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+            "-subj",
+            "/CN=registry-image test client",
+        ],
+    );
+    std::fs::write(
+        dir.join("client.ext"),
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-sha256",
+            "-extfile",
+            "client.ext",
+            "-out",
+            "client.crt",
+        ],
+    );
+}
+
 fn htpasswd_line(user: &str, password: &str) -> String {
     require("htpasswd");
     let out = Command::new("htpasswd")
@@ -183,8 +230,24 @@ impl Registry {
         Self::start_as(auth, tls, USER, PASSWORD)
     }
 
+    /// A TLS registry that demands a client certificate signed by its CA; returns it with
+    /// the PEM certificate and key of such a client.
+    pub fn start_mutual_tls() -> (Self, String, String) {
+        Self::start_full(Auth::None, true, true, USER, PASSWORD)
+    }
+
     /// A registry whose one user is `user` with `password`.
     pub fn start_as(auth: Auth, tls: bool, user: &str, password: &str) -> Self {
+        Self::start_full(auth, tls, false, user, password).0
+    }
+
+    fn start_full(
+        auth: Auth,
+        tls: bool,
+        client_auth: bool,
+        user: &str,
+        password: &str,
+    ) -> (Self, String, String) {
         require("docker-registry");
         let dir = tempfile::tempdir().unwrap();
         let mut children = Vec::new();
@@ -211,6 +274,7 @@ impl Registry {
         }
         let mut tls_yaml = String::new();
         let mut ca_pem = None;
+        let mut client = (String::new(), String::new());
         if tls {
             make_certs(dir.path());
             tls_yaml = format!(
@@ -218,6 +282,17 @@ impl Registry {
                 dir.path().join("server.crt").display(),
                 dir.path().join("server.key").display()
             );
+            if client_auth {
+                make_client_cert(dir.path());
+                tls_yaml.push_str(&format!(
+                    "    clientcas:\n      - {}\n",
+                    dir.path().join("ca.crt").display()
+                ));
+                client = (
+                    std::fs::read_to_string(dir.path().join("client.crt")).unwrap(),
+                    std::fs::read_to_string(dir.path().join("client.key")).unwrap(),
+                );
+            }
             ca_pem = Some(std::fs::read_to_string(dir.path().join("ca.crt")).unwrap());
         }
         for _ in 0..5 {
@@ -241,7 +316,7 @@ impl Registry {
                 .unwrap();
             if wait_for_port(port, &mut child, &log_path) {
                 children.push(child);
-                return Self {
+                let registry = Self {
                     host: format!("127.0.0.1:{port}"),
                     auth,
                     ca_pem,
@@ -251,6 +326,7 @@ impl Registry {
                     children,
                     token_realm,
                 };
+                return (registry, client.0, client.1);
             }
             // port taken between our probe and the registry's bind: try another
         }
