@@ -173,7 +173,9 @@ fn bad_requests_fail_with_one_clear_line() {
         (r#"{"source":{"repository":"a","tag":"bad/tag"}}"#.into(), vec!["source.tag", "bad/tag"]),
         (r#"{"source":{"repository":"a","tag":true}}"#.into(), vec!["source.tag", "string or a number"]),
         (r#"{"source":{"repository":"a","username":"u"}}"#.into(), vec!["source.username is set but source.password is empty"]),
-        (r#"{"source":{"repository":"a","aws_region":"us-east-1"}}"#.into(), vec!["ECR", "not supported"]),
+        (r#"{"source":{"repository":"a","aws_region":"us-east-1"}}"#.into(), vec!["ECR: load AWS credentials", "source.aws_access_key_id", "no credentials"]),
+        (r#"{"source":{"repository":"a","aws_role_arn":"arn:aws:iam::1:role/x"}}"#.into(), vec!["source.aws_role_arn is set but source.aws_region is not"]),
+        (r#"{"source":{"repository":"a","registry_mirror":{"host":"no such host"}}}"#.into(), vec!["source.registry_mirror.host", "no such host"]),
         (r#"{"source":{"repository":"127.0.0.1:9/a","ca_certs":["nope"]}}"#.into(), vec!["source.ca_certs[0]", "PEM"]),
         (r#"{"source":{"repository":"127.0.0.1:9/a","ca_certs":["-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"]}}"#.into(), vec!["source.ca_certs[0]", "PEM"]),
     ];
