@@ -15,11 +15,11 @@ use crate::fetch;
 use crate::manifest::{Descriptor, Document, ImageConfig, Manifest, Platform};
 use crate::metadata::{write_file, write_run_metadata, RunMetadata};
 use crate::progress::{human, Bar, Board};
-use crate::reference::{describe, Target};
+use crate::reference::{describe, Repository, Target};
 use crate::registry::Scope;
 use crate::retry::Backoff;
 use crate::rootfs::{LayerStats, Rootfs, Turn};
-use crate::source::{InRequest, MetadataField, StepResponse};
+use crate::source::{InRequest, MetadataField, Source, StepResponse};
 use crate::tarball::{ImageEntry, TarballWriter};
 
 /// Layers read at once for `rootfs`: the one whose turn it is and two written ahead. With
@@ -61,6 +61,14 @@ pub async fn run(request: InRequest, dest: &Path, backoff: Backoff) -> Result<St
         Some(t) if !t.is_empty() => t.clone(),
         _ => source.tag()?.to_string(),
     };
+    // ECR decides the host of a repository that names none; the files name it, as
+    // upstream's do. Without a download, only `aws_account_id` can say it, offline.
+    let client = if request.params.skip_download {
+        None
+    } else {
+        Some(Arc::new(connect(source, Scope::Pull, backoff).await?))
+    };
+    let repository = ecr_name(source, client.as_deref());
     std::fs::create_dir_all(dest).map_err(|source| Error::Write {
         path: dest.to_owned(),
         source,
@@ -73,13 +81,13 @@ pub async fn run(request: InRequest, dest: &Path, backoff: Backoff) -> Result<St
     };
     write("digest", version.digest.as_str().as_bytes())?;
     write("tag", tag.as_bytes())?;
-    write("repository", source.repository.as_bytes())?;
+    write("repository", repository.as_bytes())?;
     let response = StepResponse {
         version: version.clone(),
         metadata: vec![
             MetadataField {
                 name: "repository".into(),
-                value: source.repository.clone(),
+                value: repository.clone(),
             },
             MetadataField {
                 name: "tag".into(),
@@ -87,11 +95,9 @@ pub async fn run(request: InRequest, dest: &Path, backoff: Backoff) -> Result<St
             },
         ],
     };
-    if request.params.skip_download {
+    let Some(client) = client else {
         return Ok(response);
-    }
-
-    let client = Arc::new(connect(source, Scope::Pull, backoff).await?);
+    };
     let image = Image::resolve(&client, &version.digest, &platform).await?;
     let draw = !source.debug;
     match format {
@@ -108,7 +114,7 @@ pub async fn run(request: InRequest, dest: &Path, backoff: Backoff) -> Result<St
         }
         Format::Oci => {
             let path = dest.join("image.tar");
-            let repo_tag = format!("{}:{tag}", source.repository);
+            let repo_tag = format!("{repository}:{tag}");
             let written = write_tarball(&client, &image, &path, &repo_tag, &tag, draw).await;
             if written.is_err() {
                 let _ = std::fs::remove_file(&path);
@@ -117,6 +123,24 @@ pub async fn run(request: InRequest, dest: &Path, backoff: Backoff) -> Result<St
         }
     }
     Ok(response)
+}
+
+/// `source.repository` as written, except that an ECR repository without a host gets the
+/// host ECR decided (or, offline, `aws_account_id`'s).
+fn ecr_name(source: &Source, remote: Option<&Remote>) -> String {
+    let written = &source.repository;
+    let Some(region) = source
+        .aws_region
+        .as_deref()
+        .filter(|_| !Repository::names_host(written))
+    else {
+        return written.clone();
+    };
+    match (remote, &source.aws_account_id) {
+        (Some(remote), _) => remote.repository().to_string(),
+        (None, Some(account)) => format!("{}/{written}", crate::auth::ecr::account_host(account, region)),
+        (None, None) => written.clone(),
+    }
 }
 
 fn short(digest: &Digest) -> String {
