@@ -84,17 +84,18 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+const EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
 /// A CA and a server certificate for 127.0.0.1/localhost, in `dir`.
 fn make_certs(dir: &Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
     let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
+    ca.extend(EC_KEY);
     ca.extend([
         "-keyout",
         "ca.key",
@@ -110,68 +111,40 @@ fn make_certs(dir: &Path) {
         "keyUsage=critical,keyCertSign,cRLSign",
     ]);
     openssl(dir, &ca);
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend([
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    openssl(dir, &csr);
-    std::fs::write(
-        dir.join("server.ext"),
-        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
-         extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    openssl(
+    issue(
         dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-sha256",
-            "-extfile",
-            "server.ext",
-            "-out",
-            "server.crt",
-        ],
+        "server",
+        "/CN=localhost",
+        "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
     );
 }
 
 /// A client certificate signed by the CA in `dir` (`client.crt`, `client.key`, PKCS#8).
 fn make_client_cert(dir: &Path) {
-    openssl(
+    issue(
         dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "client.key",
-            "-out",
-            "client.csr",
-            "-subj",
-            "/CN=registry-image test client",
-        ],
+        "client",
+        "/CN=registry-image test client",
+        "extendedKeyUsage=clientAuth\n",
     );
+}
+
+/// `<name>.key` and `<name>.crt` for `subject`, signed by the CA in `dir`, with the
+/// extensions `usage` besides the end-entity basics.
+fn issue(dir: &Path, name: &str, subject: &str, usage: &str) {
+    let (key, csr, ext, crt) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.ext"),
+        format!("{name}.crt"),
+    );
+    let mut request = vec!["req"];
+    request.extend(EC_KEY);
+    request.extend(["-keyout", &key, "-out", &csr, "-subj", subject]);
+    openssl(dir, &request);
     std::fs::write(
-        dir.join("client.ext"),
-        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+        dir.join(&ext),
+        format!("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n{usage}"),
     )
     .unwrap();
     openssl(
@@ -180,7 +153,7 @@ fn make_client_cert(dir: &Path) {
             "x509",
             "-req",
             "-in",
-            "client.csr",
+            &csr,
             "-CA",
             "ca.crt",
             "-CAkey",
@@ -190,9 +163,9 @@ fn make_client_cert(dir: &Path) {
             "2",
             "-sha256",
             "-extfile",
-            "client.ext",
+            &ext,
             "-out",
-            "client.crt",
+            &crt,
         ],
     );
 }
