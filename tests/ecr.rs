@@ -184,6 +184,37 @@ fn the_default_chain_reads_the_environment() {
 }
 
 #[test]
+fn the_default_chain_reads_container_credentials() {
+    use support::fake::{FakeServer, Reply};
+    // what ECS and EKS Pod Identity serve; the SDK takes a loopback full URI
+    let metadata = FakeServer::start(|req, _| {
+        match req.path.as_str() {
+        "/credentials" => Reply::status(200).with_body(
+            br#"{"AccessKeyId":"AKIACONTAINERKEY0001","SecretAccessKey":"container-secret-do-not-leak","Token":"container-token-do-not-leak","Expiration":"2099-01-01T00:00:00Z"}"#,
+        ),
+        _ => Reply::status(404),
+    }
+    });
+    let moto = Moto::start();
+    let reg = ecr_registry(DEFAULT_ACCOUNT);
+    let uri = format!("http://{}/credentials", metadata.host);
+    let calls = round_trip(
+        &moto,
+        &reg,
+        json!({}),
+        &[("AWS_CONTAINER_CREDENTIALS_FULL_URI", &uri)],
+    );
+    for call in ecr_calls(&calls) {
+        assert_eq!(call.access_key, "AKIACONTAINERKEY0001");
+        assert_eq!(call.session_token.as_deref(), Some("container-token-do-not-leak"));
+    }
+    assert!(
+        metadata.count("GET", "/credentials") >= 3,
+        "fetched by every binary"
+    );
+}
+
+#[test]
 fn one_role_is_assumed_and_its_keys_sign_the_ecr_call() {
     let moto = Moto::start();
     // moto's token names the caller's account: only the role's keys get this password
