@@ -8,15 +8,25 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
+/// Largest request read from stdin (real ones are a few KiB, CA certificates included).
+pub const REQUEST_LIMIT: u64 = 4 * 1024 * 1024;
+
 /// Parses one JSON request from `input`, naming the JSON path of any error.
 ///
 /// # Errors
-/// Empty input, malformed JSON, unknown or missing fields.
-pub fn read_request<T: DeserializeOwned>(step: &'static str, mut input: impl Read) -> Result<T> {
+/// Empty input, input over [`REQUEST_LIMIT`], malformed JSON, unknown or missing fields.
+pub fn read_request<T: DeserializeOwned>(step: &'static str, input: impl Read) -> Result<T> {
     let mut text = String::new();
     input
+        .take(REQUEST_LIMIT + 1)
         .read_to_string(&mut text)
         .map_err(|source| Error::Stdin { step, source })?;
+    if text.len() as u64 > REQUEST_LIMIT {
+        return Err(Error::Stdin {
+            step,
+            source: std::io::Error::other(format!("the request is over {REQUEST_LIMIT} bytes")),
+        });
+    }
     if text.trim().is_empty() {
         return Err(Error::EmptyRequest { step });
     }

@@ -127,7 +127,7 @@ pub fn download(
             bar.update(done);
         };
         let delivered = client
-            .stream_blob(&digest, tx, &observe)
+            .stream_blob(&digest, size, tx, &observe)
             .await
             .map_err(LayerError::Download)?;
         match delivered {

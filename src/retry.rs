@@ -106,8 +106,9 @@ impl Attempts {
         let elapsed = self.start.elapsed();
         let asked = err.retry_after();
         let wait = asked.unwrap_or_else(|| self.policy.delay(self.made - 1));
-        if elapsed + wait > self.policy.max_elapsed {
-            let too_long = asked.filter(|a| elapsed + *a > self.policy.max_elapsed);
+        // saturating: a server may ask for any wait at all
+        if elapsed.saturating_add(wait) > self.policy.max_elapsed {
+            let too_long = asked.filter(|a| elapsed.saturating_add(*a) > self.policy.max_elapsed);
             return Err(err.gave_up(self.made, elapsed, too_long));
         }
         tracing::warn!("{err}; retrying in {wait:.1?} (attempt {})", self.made + 1);

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::digest::Digest;
-use crate::reference::{ReferenceError, Repository, Tag, DEFAULT_TAG};
+use crate::reference::{validate_host, ReferenceError, Repository, Tag, DEFAULT_TAG};
 use crate::secret::Secret;
 
 /// What is wrong with a source, found without the network.
@@ -155,6 +155,28 @@ pub struct RegistryMirror {
     /// Mirror password.
     #[serde(default)]
     pub password: Option<Secret>,
+}
+
+impl RegistryMirror {
+    /// `host` as `host[:port]`, and whether it asked for plain HTTP: the field may also be
+    /// written as a URL, `https://host` or `http://host`, as docker's `registry-mirrors` are.
+    ///
+    /// # Errors
+    /// When it is not a host.
+    pub fn endpoint(&self) -> Result<(String, bool)> {
+        let text = self.host.as_str();
+        let (rest, plain) = match (text.strip_prefix("https://"), text.strip_prefix("http://")) {
+            (Some(rest), _) => (rest, false),
+            (_, Some(rest)) => (rest, true),
+            _ => (text, false),
+        };
+        let host = rest.trim_end_matches('/');
+        validate_host(host).map_err(|source| SourceError::Reference {
+            field: "registry_mirror.host",
+            source,
+        })?;
+        Ok((host.to_owned(), plain))
+    }
 }
 
 /// `source.content_trust`.
@@ -305,6 +327,7 @@ impl Source {
             "password",
         )?;
         if let Some(m) = &self.registry_mirror {
+            m.endpoint()?;
             check_credential_pair(
                 m.username.as_deref(),
                 m.password.as_ref(),

@@ -189,27 +189,40 @@ async fn run_helper(name: &str, host: &str) -> Result<Option<Found>, Error> {
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let mut stderr = child.stderr.take().expect("stderr is piped");
+    let limit = HELPER_OUTPUT_LIMIT + 1;
     let talk = async {
         // a helper that exits without reading its input closes the pipe: not our failure
         let _ = stdin.write_all(server.as_bytes()).await;
         drop(stdin);
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let (mut stdout, mut stderr) = (
-            (&mut stdout).take(HELPER_OUTPUT_LIMIT),
-            (&mut stderr).take(HELPER_OUTPUT_LIMIT),
-        );
+        let (mut stdout, mut stderr) = ((&mut stdout).take(limit), (&mut stderr).take(limit));
         let (read_out, read_err) = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
         read_out.and(read_err)?;
-        let status = child.wait().await?;
-        Ok::<_, std::io::Error>((status, out, err))
+        Ok::<_, std::io::Error>((out, err))
     };
-    let (status, out, err) = tokio::time::timeout(HELPER_TIMEOUT, talk)
+    let (out, err) = tokio::time::timeout(HELPER_TIMEOUT, talk)
         .await
         .map_err(|_| failed(format!("no answer within {HELPER_TIMEOUT:?}")))?
         .map_err(|e| failed(format!("talking to it: {e}")))?;
+    if out.len() as u64 >= limit || err.len() as u64 >= limit {
+        // kill_on_drop ends it
+        return Err(failed(format!("its output is over {HELPER_OUTPUT_LIMIT} bytes")));
+    }
+    let status = tokio::time::timeout(HELPER_TIMEOUT, child.wait())
+        .await
+        .map_err(|_| failed(format!("it did not exit within {HELPER_TIMEOUT:?}")))?
+        .map_err(|e| failed(format!("waiting for it: {e}")))?;
     if !status.success() {
-        let said = first_line(&out).or_else(|| first_line(&err)).unwrap_or_default();
-        if said.to_ascii_lowercase().contains("credentials not found") {
+        // docker's helpers say "credentials not found" on stdout; stdout may also hold
+        // credentials, so it is shown only when it names none
+        let said_out = first_line(&out).filter(|l| !l.to_ascii_lowercase().contains("secret"));
+        let said = first_line(&err).or(said_out).unwrap_or_default();
+        let not_found = [&out, &err].iter().any(|o| {
+            String::from_utf8_lossy(o)
+                .to_ascii_lowercase()
+                .contains("credentials not found")
+        });
+        if not_found {
             tracing::debug!("{program} has no credentials for {server}");
             return Ok(None);
         }

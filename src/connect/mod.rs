@@ -11,7 +11,7 @@ mod remote;
 
 pub use self::remote::{Remote, RemoteError};
 use crate::auth;
-use crate::reference::{validate_host, Repository, DOCKER_HUB};
+use crate::reference::{Repository, DOCKER_HUB};
 use crate::registry::{self, Client, Scope};
 use crate::retry::Backoff;
 use crate::source::{RegistryMirror, Source, SourceError};
@@ -42,9 +42,9 @@ pub enum Error {
 }
 
 /// Environment variable naming the host to dial for Docker Hub repositories instead of
-/// `index.docker.io`. It exists for the test suite, which stands a local registry in for
-/// Docker Hub to test the mirror's fallback; the repository's name, its files and its
-/// credentials stay Docker Hub's.
+/// `index.docker.io`, read by debug builds only. It exists for the test suite, which stands
+/// a local registry in for Docker Hub to test the mirror's fallback; the repository's name,
+/// its files and its credentials stay Docker Hub's.
 pub const DOCKER_HUB_ENDPOINT_VAR: &str = "REGISTRY_IMAGE_DOCKER_HUB_ENDPOINT";
 
 /// The most a mirror's failures are retried before the origin is asked: a sick mirror
@@ -75,7 +75,20 @@ pub async fn connect(source: &Source, scope: Scope, backoff: Backoff) -> Result<
     };
     let mirror = match (&source.registry_mirror, scope) {
         (Some(mirror), Scope::Pull) if repository.registry() == DOCKER_HUB && !source.uses_ecr() => {
-            Some(mirror_client(mirror, &repository, &options).await?)
+            // a mirror that cannot even be set up (its credential helper fails) is skipped
+            // like one that fails later; a malformed registry_mirror.host was refused by
+            // validation already
+            match mirror_client(mirror, &repository, &options).await {
+                Ok(client) => Some(client),
+                Err(e) => {
+                    tracing::warn!(
+                        "not using mirror {}: {}; asking the origin",
+                        mirror.host,
+                        remote::chain(&e)
+                    );
+                    None
+                }
+            }
         }
         (Some(_), Scope::Pull) => {
             tracing::debug!(
@@ -128,7 +141,7 @@ async fn mirror_client(
     repository: &Repository,
     options: &Options,
 ) -> Result<Client, Error> {
-    let (host, plain) = mirror_host(&mirror.host)?;
+    let (host, plain) = mirror.endpoint()?;
     let on_mirror = repository.on(&host).map_err(|source| SourceError::Reference {
         field: "registry_mirror.host",
         source,
@@ -150,23 +163,6 @@ async fn mirror_client(
     };
     tracing::debug!("asking mirror {host} first for {repository}");
     Client::new(on_mirror, &host, identity, Scope::Pull, &options).map_err(setting)
-}
-
-/// `registry_mirror.host` as `host[:port]`, and whether it asked for plain HTTP: the
-/// field may also be written as a URL, `https://host` or `http://host`, as docker's
-/// `registry-mirrors` are.
-fn mirror_host(text: &str) -> Result<(String, bool), SourceError> {
-    let (rest, plain) = match (text.strip_prefix("https://"), text.strip_prefix("http://")) {
-        (Some(rest), _) => (rest, false),
-        (_, Some(rest)) => (rest, true),
-        _ => (text, false),
-    };
-    let host = rest.trim_end_matches('/');
-    validate_host(host).map_err(|source| SourceError::Reference {
-        field: "registry_mirror.host",
-        source,
-    })?;
-    Ok((host.to_owned(), plain))
 }
 
 /// Transport options of the source's registry.

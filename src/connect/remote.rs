@@ -53,7 +53,7 @@ pub struct Remote {
 }
 
 /// An error and its causes on one line.
-fn chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(e) = cause {
@@ -154,6 +154,7 @@ impl Remote {
     pub async fn stream_blob(
         &self,
         digest: &Digest,
+        size: u64,
         sink: mpsc::Sender<Bytes>,
         observe: &(dyn Fn(&[u8], u64) + Sync),
     ) -> Result<Option<u64>, RemoteError> {
@@ -161,11 +162,14 @@ impl Remote {
         let Some(mirror) = &self.mirror else {
             return self
                 .origin
-                .stream_blob(digest, &mut delivered, &sink, observe)
+                .stream_blob(digest, size, &mut delivered, &sink, observe)
                 .await
                 .map_err(RemoteError::Origin);
         };
-        let failure = match mirror.stream_blob(digest, &mut delivered, &sink, observe).await {
+        let failure = match mirror
+            .stream_blob(digest, size, &mut delivered, &sink, observe)
+            .await
+        {
             Ok(done) => return Ok(done),
             Err(e) => chain(&e),
         };
@@ -175,7 +179,7 @@ impl Remote {
             self.origin.repository().registry()
         );
         self.origin
-            .stream_blob(digest, &mut delivered, &sink, observe)
+            .stream_blob(digest, size, &mut delivered, &sink, observe)
             .await
             .map_err(|source| RemoteError::Both {
                 mirror: host.to_owned(),

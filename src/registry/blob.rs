@@ -100,10 +100,12 @@ impl Client {
         Ok(body)
     }
 
-    /// Streams the blob `digest` into `sink` from byte `delivered` on, resuming after
-    /// transient failures, and calls `observe` with each chunk and the bytes delivered so
-    /// far, which `delivered` counts (also when this fails, so another registry can go on
-    /// from there). Stops quietly when the reader hangs up (it has failed, and will say why).
+    /// Streams the blob `digest` of `size` bytes into `sink` from byte `delivered` on,
+    /// resuming after transient failures (a body that ends early is one), and calls
+    /// `observe` with each chunk and the bytes delivered so far, which `delivered` counts
+    /// (also when this fails, so another registry can go on from there). Never delivers
+    /// more than `size` bytes. Stops quietly when the reader hangs up (it has failed, and
+    /// will say why).
     ///
     /// Returns the bytes delivered, or `None` when the reader hung up first.
     ///
@@ -112,6 +114,7 @@ impl Client {
     pub async fn stream_blob(
         &self,
         digest: &Digest,
+        size: u64,
         delivered: &mut u64,
         sink: &mpsc::Sender<Bytes>,
         observe: &(dyn Fn(&[u8], u64) + Sync),
@@ -119,8 +122,11 @@ impl Client {
         let path = format!("blobs/{digest}");
         let mut attempts = self.transport.backoff().attempts();
         loop {
+            if *delivered == size && size > 0 {
+                return Ok(Some(*delivered));
+            }
             let before = *delivered;
-            match self.stream_from(&path, delivered, sink, observe).await {
+            match self.stream_from(&path, size, delivered, sink, observe).await {
                 Ok(Ended::Complete) => return Ok(Some(*delivered)),
                 Ok(Ended::ReaderGone) => return Ok(None),
                 Err(e) => {
@@ -137,15 +143,30 @@ impl Client {
     async fn stream_from(
         &self,
         path: &str,
+        size: u64,
         delivered: &mut u64,
         sink: &mpsc::Sender<Bytes>,
         observe: &(dyn Fn(&[u8], u64) + Sync),
     ) -> Result<Ended, Error> {
         let range = (*delivered > 0).then_some(*delivered);
         let mut response = self.attempt(&Method::GET, path, "*/*", range).await?;
-        let url = response.url().to_string();
-        // 206: the registry resumed; 200: it sent everything again, skip what we have.
+        let url = self.transport.shown(response.url().as_str());
+        // 206: the registry resumed, from where we asked or it is not what we asked for;
+        // 200: it sent everything again, skip what we have.
         let mut skip = if response.status() == reqwest::StatusCode::PARTIAL_CONTENT {
+            let starts = response
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("bytes "))
+                .and_then(|v| v.split('-').next())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if starts != Some(*delivered) {
+                return Err(Error::BlobRange {
+                    url,
+                    from: *delivered,
+                });
+            }
             0
         } else {
             *delivered
@@ -157,9 +178,16 @@ impl Client {
                 .map_err(|source| transport::Error::Transport {
                     method: Method::GET,
                     url: url.clone(),
-                    source,
+                    source: source.without_url(),
                 })?;
             let Some(mut chunk) = chunk else {
+                if *delivered < size {
+                    return Err(Error::BlobCut {
+                        url,
+                        delivered: *delivered,
+                        size,
+                    });
+                }
                 return Ok(Ended::Complete);
             };
             if skip > 0 {
@@ -169,6 +197,9 @@ impl Client {
                 if chunk.is_empty() {
                     continue;
                 }
+            }
+            if *delivered + chunk.len() as u64 > size {
+                return Err(Error::BlobTooLong { url, size });
             }
             *delivered += chunk.len() as u64;
             observe(&chunk, *delivered);

@@ -54,6 +54,32 @@ pub enum Error {
         /// Request URL.
         url: String,
     },
+    /// A blob body that ended before its size (transient: it is resumed).
+    #[error("blob {url} ended after {delivered} of {size} bytes")]
+    BlobCut {
+        /// Request URL.
+        url: String,
+        /// Bytes received.
+        delivered: u64,
+        /// Bytes the manifest names.
+        size: u64,
+    },
+    /// A blob body longer than the manifest says.
+    #[error("blob {url} is longer than the {size} bytes its descriptor names")]
+    BlobTooLong {
+        /// Request URL.
+        url: String,
+        /// Bytes the manifest names.
+        size: u64,
+    },
+    /// A resumed download that does not start where it was asked to.
+    #[error("blob {url} answered a request for the bytes from {from} on with another range")]
+    BlobRange {
+        /// Request URL.
+        url: String,
+        /// The first byte asked for.
+        from: u64,
+    },
     /// A tag list page that is not the JSON the spec describes.
     #[error("tag list {url} is not valid")]
     TagList {
@@ -72,12 +98,14 @@ pub enum Error {
         limit: usize,
     },
     /// More tags or pages than the limits allow.
-    #[error("tag list of {repository} goes on past {limit} pages")]
-    TooManyTagPages {
+    #[error(
+        "tag list of {repository} goes on past {} pages or {} tags",
+        super::tags::MAX_TAG_PAGES,
+        super::tags::MAX_TAGS
+    )]
+    TooManyTags {
         /// `registry/repository`.
         repository: String,
-        /// The limit.
-        limit: usize,
     },
     /// A `Link` to the next page on another host.
     #[error("tag list {url} links its next page to another host: {next}")]
@@ -117,7 +145,11 @@ impl Error {
 
 impl Retryable for Error {
     fn is_transient(&self) -> bool {
-        matches!(self, Self::Http(e) if e.is_transient())
+        match self {
+            Self::Http(e) => e.is_transient(),
+            Self::BlobCut { .. } => true,
+            _ => false,
+        }
     }
 
     fn retry_after(&self) -> Option<Duration> {

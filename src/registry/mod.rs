@@ -15,6 +15,7 @@ mod error;
 mod tags;
 mod upload;
 
+use reqwest::header::ACCEPT;
 use reqwest::{Method, Response, StatusCode};
 
 pub use self::blob::ChannelReader;
@@ -22,7 +23,7 @@ pub use self::error::Error;
 use crate::digest::Digest;
 use crate::manifest::MANIFEST_ACCEPT;
 use crate::reference::{Repository, Target};
-use crate::transport::{self, Identity, Options, Transport};
+use crate::transport::{self, Call, Identity, Options, Partial, Transport, SMALL_BODY_TIMEOUT};
 
 /// Manifests larger than this are refused (containerd uses the same bound).
 const MANIFEST_LIMIT: usize = 4 * 1024 * 1024;
@@ -145,17 +146,39 @@ impl Client {
         too_large: fn(String, usize) -> Error,
     ) -> Result<(String, Vec<u8>), Error> {
         let url = self.url(path).await?;
+        let call = Call::new(Method::GET, url.clone(), &self.scope)
+            .header(ACCEPT, accept)
+            .whole_within(SMALL_BODY_TIMEOUT);
         let body = self
             .transport
             .backoff()
             .retry(|| async {
-                let response = self.attempt(&Method::GET, path, accept, None).await?;
-                transport::read_limited(response, limit)
+                let response = self.transport.execute(&call).await?;
+                self.read_whole(response, limit, || too_large(url.clone(), limit))
                     .await
-                    .ok_or_else(|| too_large(url.clone(), limit))
             })
             .await?;
         Ok((url, body))
+    }
+
+    /// A whole body of at most `limit` bytes; a broken one is a (transient) transport error.
+    pub(crate) async fn read_whole(
+        &self,
+        response: Response,
+        limit: usize,
+        too_large: impl FnOnce() -> Error,
+    ) -> Result<Vec<u8>, Error> {
+        let url = self.transport.shown(response.url().as_str());
+        transport::read_limited(response, limit)
+            .await
+            .map_err(|e| match e {
+                Partial::TooLarge => too_large(),
+                Partial::Broken(source) => Error::Http(transport::Error::Transport {
+                    method: Method::GET,
+                    url,
+                    source,
+                }),
+            })
     }
 
     /// Sends a request with retries; a non-success status is an error.

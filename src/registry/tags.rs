@@ -1,18 +1,21 @@
 //! Listing tags: `GET /v2/<name>/tags/list?n=…`, following `Link: <…>; rel="next"` pages
-//! (distribution spec, "Listing Tags"), each page at most [`TAG_PAGE_LIMIT`] bytes and at
-//! most [`MAX_TAG_PAGES`] pages, so a hostile registry cannot make the list endless.
+//! (distribution spec, "Listing Tags"), each page at most [`TAG_PAGE_LIMIT`] bytes, at most
+//! [`MAX_TAG_PAGES`] pages and [`MAX_TAGS`] tags, so a hostile registry cannot make the list
+//! endless.
 
 use reqwest::header::{ACCEPT, LINK};
 use reqwest::Method;
 use serde::Deserialize;
 
 use super::{Client, Error};
-use crate::transport::{self, Call};
+use crate::transport::{Call, SMALL_BODY_TIMEOUT};
 
 /// Tags asked for per page.
 pub const TAGS_PER_PAGE: usize = 1000;
 /// Pages followed at most.
 pub const MAX_TAG_PAGES: usize = 1000;
+/// Tags listed at most.
+pub const MAX_TAGS: usize = 100_000;
 /// Largest tag list page read.
 pub const TAG_PAGE_LIMIT: usize = 4 * 1024 * 1024;
 
@@ -42,31 +45,35 @@ impl Client {
         for _ in 0..MAX_TAG_PAGES {
             let (page, next) = self.tag_page(&url).await?;
             tags.extend(page);
+            if tags.len() > MAX_TAGS {
+                break;
+            }
             match next {
                 Some(next) => url = next,
                 None => return Ok(tags),
             }
         }
-        Err(Error::TooManyTagPages {
+        Err(Error::TooManyTags {
             repository: self.repository.to_string(),
-            limit: MAX_TAG_PAGES,
         })
     }
 
     /// One page and the URL of the next, if any.
     async fn tag_page(&self, url: &str) -> Result<(Vec<String>, Option<String>), Error> {
-        let call = Call::new(Method::GET, url.to_owned(), &self.scope).header(ACCEPT, "application/json");
+        let call = Call::new(Method::GET, url.to_owned(), &self.scope)
+            .header(ACCEPT, "application/json")
+            .whole_within(SMALL_BODY_TIMEOUT);
         self.transport
             .backoff()
             .retry(|| async {
                 let response = self.transport.execute(&call).await?;
                 let next = next_link(&response);
-                let body = transport::read_limited(response, TAG_PAGE_LIMIT)
-                    .await
-                    .ok_or_else(|| Error::TagListTooLarge {
+                let body = self
+                    .read_whole(response, TAG_PAGE_LIMIT, || Error::TagListTooLarge {
                         url: url.to_owned(),
                         limit: TAG_PAGE_LIMIT,
-                    })?;
+                    })
+                    .await?;
                 let page: Page = serde_json::from_slice(&body).map_err(|source| Error::TagList {
                     url: url.to_owned(),
                     source,

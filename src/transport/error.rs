@@ -78,7 +78,7 @@ pub enum Error {
         source: reqwest::Error,
     },
     /// The token server answered 200 without a usable token.
-    #[error("token response from {realm} has neither `token` nor `access_token`")]
+    #[error("token response from {realm} is not usable")]
     TokenBody {
         /// Token endpoint.
         realm: String,
@@ -169,6 +169,10 @@ pub enum Error {
 
 /// Largest error body read for its message.
 pub const ERROR_BODY_LIMIT: usize = 64 * 1024;
+/// How long an error body may take to arrive.
+pub const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Characters of a server's message kept for ours.
+pub const MESSAGE_LIMIT: usize = 300;
 
 /// Where refused credentials came from, for the statuses that mean "refused".
 fn origin_note(status: StatusCode, origin: &str) -> String {
@@ -303,29 +307,39 @@ impl Retryable for Error {
 }
 
 /// Builds a `Status` error from a response, reading (a bounded part of) its body for the
-/// OCI error envelope.
-pub(crate) async fn status_error(method: Method, url: &str, response: reqwest::Response) -> Error {
+/// OCI error envelope, for at most [`ERROR_BODY_TIMEOUT`]; `scrub` takes out of the
+/// server's words any secret it echoed. `url` is as it may be shown.
+pub(crate) async fn status_error(
+    method: Method,
+    url: String,
+    response: reqwest::Response,
+    scrub: &(dyn Fn(String) -> String + Sync),
+) -> Error {
     let status = response.status();
     let headers = response.headers().clone();
     let retry_after = retry_after(&headers);
     let body = if method == Method::HEAD {
         Vec::new()
     } else {
-        read_limited(response, ERROR_BODY_LIMIT).await.unwrap_or_default()
+        tokio::time::timeout(ERROR_BODY_TIMEOUT, read_limited(response, ERROR_BODY_LIMIT))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
     };
     let (codes, mut message) = parse_envelope(&body);
     if message.is_empty() {
         // A HEAD has no body; a refused token still says why in its challenge.
         if let Some(reason) = response_challenge_error(&headers) {
-            message = reason;
+            message = sanitize(&reason);
         }
     }
     Error::Status {
         method,
-        url: url.to_owned(),
+        url,
         status,
         codes,
-        message,
+        message: scrub(message),
         retry_after,
     }
 }
@@ -345,28 +359,55 @@ pub(crate) fn parse_envelope(body: &[u8]) -> (Vec<OciErrorCode>, String) {
             .filter(|m| !m.is_empty())
             .collect();
         let codes = envelope.errors.into_iter().map(|e| e.code).collect();
-        return (codes, messages.join("; "));
+        return (codes, sanitize(&messages.join("; ")));
     }
     (Vec::new(), excerpt(body))
 }
 
-/// The first line of a body, at most 200 characters, for messages.
+/// The first line of a body, for messages (see [`sanitize`]).
 pub(crate) fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
-    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
-    line.chars().take(200).collect()
+    sanitize(text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or(""))
 }
 
-/// Reads at most `limit` bytes of a body; `None` when it is longer.
-pub(crate) async fn read_limited(mut response: reqwest::Response, limit: usize) -> Option<Vec<u8>> {
-    let mut body = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        if body.len() + chunk.len() > limit {
-            return None;
-        }
-        body.extend_from_slice(&chunk);
+/// A server's words made fit for one line of a log: control characters (newlines, escape
+/// sequences) become spaces, and at most [`MESSAGE_LIMIT`] characters are kept.
+pub(crate) fn sanitize(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MESSAGE_LIMIT)
+        .collect();
+    if text.chars().count() > MESSAGE_LIMIT {
+        out.push('…');
     }
-    Some(body)
+    out.trim().to_owned()
+}
+
+/// Why a whole body was not read.
+#[derive(Debug)]
+pub(crate) enum Partial {
+    /// It is longer than the limit.
+    TooLarge,
+    /// The connection broke (or timed out) before its end.
+    Broken(reqwest::Error),
+}
+
+/// Reads a whole body of at most `limit` bytes.
+pub(crate) async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, Partial> {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    return Err(Partial::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(Partial::Broken(e.without_url())),
+        }
+    }
 }
 
 /// `Retry-After` as seconds or an HTTP date.

@@ -19,7 +19,10 @@ pub const READ_TIMEOUT: Duration = Duration::from_mins(1);
 #[derive(Debug)]
 pub(crate) struct Http {
     plain: reqwest::Client,
+    /// For the server itself: presents the client certificate, if any.
     tls: OnceLock<reqwest::Client>,
+    /// For other hosts (token realms, blob storage): no client certificate.
+    tls_other: OnceLock<reqwest::Client>,
     extra_roots: Vec<reqwest::Certificate>,
     identity: Option<reqwest::Identity>,
 }
@@ -46,24 +49,31 @@ impl Http {
         Ok(Self {
             plain,
             tls: OnceLock::new(),
+            tls_other: OnceLock::new(),
             extra_roots,
             identity,
         })
     }
 
-    /// The client for `url`: the plain one for `http://`, the TLS one otherwise.
-    pub(crate) fn for_url(&self, url: &str) -> Result<&reqwest::Client, Error> {
+    /// The client for `url`: the plain one for `http://`, a TLS one otherwise, which
+    /// presents the client certificate only when `own` (the URL is the server's own).
+    pub(crate) fn for_url(&self, url: &str, own: bool) -> Result<&reqwest::Client, Error> {
         if url.starts_with("http://") {
             return Ok(&self.plain);
         }
-        if let Some(tls) = self.tls.get() {
+        let (cell, identity) = if own {
+            (&self.tls, self.identity.as_ref())
+        } else {
+            (&self.tls_other, None)
+        };
+        if let Some(tls) = cell.get() {
             return Ok(tls);
         }
         let mut tls = builder().tls_certs_merge(self.extra_roots.clone());
-        if let Some(identity) = &self.identity {
+        if let Some(identity) = identity {
             tls = tls.identity(identity.clone());
         }
         let tls = tls.build().map_err(Error::HttpClient)?;
-        Ok(self.tls.get_or_init(|| tls))
+        Ok(cell.get_or_init(|| tls))
     }
 }

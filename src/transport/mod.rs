@@ -26,15 +26,19 @@ use tokio::sync::{Mutex, OnceCell};
 use self::challenge::Challenge;
 pub(crate) use self::error::read_limited;
 pub use self::error::Error;
+pub(crate) use self::error::Partial;
 pub use self::http::{CONNECT_TIMEOUT, READ_TIMEOUT};
 use self::token::Token;
-pub use self::token::TOKEN_LIMIT;
+pub use self::token::{MAX_TOKEN_LIFETIME, SMALL_BODY_TIMEOUT, TOKEN_LIMIT};
 use crate::credentials::Credentials;
 use crate::retry::Backoff;
 use crate::secret::Secret;
 
 /// Redirects followed for one request.
 pub const MAX_REDIRECTS: usize = 10;
+
+/// How long the scheme probe (`GET /v2/`) may take per scheme.
+pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// A client certificate for mutual TLS.
 #[derive(Debug, Clone)]
@@ -87,6 +91,7 @@ pub struct Call<'a> {
     scope: &'a str,
     headers: Vec<(HeaderName, String)>,
     body: Option<&'a (dyn Fn() -> reqwest::Body + Sync)>,
+    timeout: Option<std::time::Duration>,
 }
 
 impl<'a> Call<'a> {
@@ -99,7 +104,16 @@ impl<'a> Call<'a> {
             scope,
             headers: Vec::new(),
             body: None,
+            timeout: None,
         }
+    }
+
+    /// Bounds the whole exchange, body included: for small bodies read whole (a
+    /// manifest, a tag page), which a trickling server could otherwise stretch for days.
+    #[must_use]
+    pub fn whole_within(mut self, limit: std::time::Duration) -> Self {
+        self.timeout = Some(limit);
+        self
     }
 
     /// Adds a header.
@@ -151,6 +165,9 @@ pub struct Transport {
     allow_http: bool,
     base: OnceCell<String>,
     auth: Mutex<AuthState>,
+    /// Every secret this transport holds (its credentials, the tokens it got), to take out
+    /// of anything a server says back.
+    secrets: std::sync::Mutex<Vec<String>>,
 }
 
 impl Transport {
@@ -178,7 +195,13 @@ impl Transport {
                 reqwest::Identity::from_pem(pem.as_bytes()).map_err(Error::ClientCert)
             })
             .transpose()?;
+        let secrets = match &identity.credentials {
+            Credentials::Basic { password, .. } => vec![password.expose().to_owned()],
+            Credentials::RefreshToken { token } => vec![token.expose().to_owned()],
+            Credentials::Anonymous => Vec::new(),
+        };
         Ok(Self {
+            secrets: std::sync::Mutex::new(secrets),
             http: http::Http::new(certs, identity_pem)?,
             allow_http: options.insecure || is_loopback(host),
             host: host.to_owned(),
@@ -267,10 +290,10 @@ impl Transport {
             // A 401 from a host a redirect led to is that host's business: its challenge
             // is never answered with our credentials.
             if status != StatusCode::UNAUTHORIZED || answered_challenge || !self.is_own(&url) {
-                return Err(error::status_error(method.clone(), &url, response).await);
+                return Err(self.status_error(method, &url, response).await);
             }
             let Some(header) = response.headers().get(WWW_AUTHENTICATE).cloned() else {
-                return Err(error::status_error(method.clone(), &url, response).await);
+                return Err(self.status_error(method, &url, response).await);
             };
             self.answer(&header, call.scope).await?;
             answered_challenge = true;
@@ -282,16 +305,17 @@ impl Transport {
         let mut method = call.method.clone();
         let mut url = call.url.clone();
         for _ in 0..=MAX_REDIRECTS {
-            tracing::debug!("{method} {url}");
+            let shown = self.shown(&url);
+            tracing::debug!("{method} {shown}");
             let response = self.send_once(call, &method, &url, attach).await?;
-            tracing::debug!("{method} {url} -> {}", response.status());
+            tracing::debug!("{method} {shown} -> {}", response.status());
             if !response.status().is_redirection() {
                 return Ok((response, url));
             }
             let Some(next) = redirect_target(&response) else {
                 return Ok((response, url));
             };
-            tracing::debug!("{method} {url} redirected to {next}");
+            tracing::debug!("{method} {shown} redirected to {}", self.shown(&next));
             let keeps_method = matches!(response.status().as_u16(), 307 | 308) || method == Method::HEAD;
             if !keeps_method {
                 method = Method::GET;
@@ -312,14 +336,18 @@ impl Transport {
         url: &str,
         attach: &Attach,
     ) -> Result<Response, Error> {
-        let mut request = self.http.for_url(url)?.request(method.clone(), url);
+        let own = self.is_own(url);
+        let mut request = self.http.for_url(url, own)?.request(method.clone(), url);
         for (name, value) in &call.headers {
             request = request.header(name, value);
+        }
+        if let Some(limit) = call.timeout {
+            request = request.timeout(limit);
         }
         if let (Some(body), true) = (call.body, *method == call.method) {
             request = request.body(body());
         }
-        if self.is_own(url) {
+        if own {
             match (attach, &self.identity.credentials) {
                 (Attach::Basic, Credentials::Basic { username, password }) => {
                     request = request.basic_auth(username, Some(password.expose()));
@@ -330,9 +358,35 @@ impl Transport {
         }
         request.send().await.map_err(|source| Error::Transport {
             method: method.clone(),
-            url: url.to_owned(),
-            source,
+            url: self.shown(url),
+            source: source.without_url(),
         })
+    }
+
+    /// `url` as messages may show it: whole on the server itself; elsewhere without its
+    /// query, which on blob storage is a signature (`X-Amz-Security-Token=…`).
+    #[must_use]
+    pub fn shown(&self, url: &str) -> String {
+        if self.is_own(url) {
+            return url.to_owned();
+        }
+        url.split(['?', '#']).next().unwrap_or_default().to_owned()
+    }
+
+    /// `text` with every secret this transport holds replaced by `<redacted>`.
+    #[must_use]
+    pub fn scrub(&self, text: String) -> String {
+        let secrets = self.secrets.lock().map(|s| s.clone()).unwrap_or_default();
+        secrets
+            .iter()
+            .filter(|s| s.len() >= 4)
+            .fold(text, |text, secret| text.replace(secret.as_str(), "<redacted>"))
+    }
+
+    /// A `Status` error for `response`, its URL as shown and its words scrubbed.
+    pub(crate) async fn status_error(&self, method: &Method, url: &str, response: Response) -> Error {
+        let scrub = |text| self.scrub(text);
+        error::status_error(method.clone(), self.shown(url), response, &scrub).await
     }
 
     /// Whether `url` is on the server itself: the probed base, then `/`.
@@ -423,22 +477,50 @@ impl Transport {
             scope,
             origin: &self.identity.origin,
         };
-        token::fetch_token(self.http.for_url(realm)?, &request, credentials).await
+        let scrub = |text| self.scrub(text);
+        let own = self.is_own(realm);
+        let token = token::fetch_token(self.http.for_url(realm, own)?, &request, credentials, &scrub).await?;
+        if let Ok(mut secrets) = self.secrets.lock() {
+            secrets.push(token.value.expose().to_owned());
+        }
+        Ok(token)
     }
 
     /// `https://host`, unless plain HTTP is allowed for this host and `/v2/` answers over
-    /// plain HTTP like a registry (200 or 401). Plain HTTP is asked first: a failed TLS
-    /// handshake with a plain-HTTP server costs tens of milliseconds, a refused or
-    /// non-registry answer over HTTP about one.
+    /// plain HTTP like a registry (200 or 401). On loopback plain HTTP is asked first: a
+    /// failed TLS handshake with a plain-HTTP server costs tens of milliseconds, a refused
+    /// or non-registry answer over HTTP about one. Elsewhere (`insecure`), HTTPS first.
     async fn probe_scheme(&self) -> Result<String, Error> {
         let host = &self.host;
         let https = format!("https://{host}");
         if !self.allow_http {
             return Ok(https);
         }
+        // Beyond loopback, HTTPS is asked first: a plain-HTTP answer there could come from
+        // anyone on the path, and Basic credentials would follow it in clear.
+        if !is_loopback(host) {
+            let ping = format!("{https}/v2/");
+            let answered = self
+                .http
+                .for_url(&ping, true)?
+                .get(&ping)
+                .timeout(PROBE_TIMEOUT)
+                .send()
+                .await;
+            if answered.is_ok() {
+                return Ok(https);
+            }
+        }
         let http = format!("http://{host}");
         let ping = format!("{http}/v2/");
-        match self.http.for_url(&ping)?.get(&ping).send().await {
+        match self
+            .http
+            .for_url(&ping, true)?
+            .get(&ping)
+            .timeout(PROBE_TIMEOUT)
+            .send()
+            .await
+        {
             Ok(r) if r.status().is_success() || r.status() == StatusCode::UNAUTHORIZED => {
                 tracing::debug!("{host} speaks plain HTTP");
                 Ok(http)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::error::{parse_envelope, read_limited, retry_after, Error};
+use super::error::{parse_envelope, read_limited, retry_after, sanitize, Error, Partial};
 use crate::credentials::Credentials;
 use crate::secret::Secret;
 
@@ -20,6 +20,12 @@ const DEFAULT_EXPIRES_IN: u64 = 60;
 
 /// Largest token response read (a JWT is a few KiB).
 pub const TOKEN_LIMIT: usize = 256 * 1024;
+
+/// How long a token request may take, its answer included.
+pub const SMALL_BODY_TIMEOUT: Duration = Duration::from_mins(1);
+
+/// Longest a token is used for, whatever `expires_in` says.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_hours(1);
 
 /// `client_id` sent with `OAuth2` requests, as the spec asks.
 const CLIENT_ID: &str = "registry-image-resource";
@@ -61,11 +67,13 @@ pub(crate) struct Request<'a> {
     pub(crate) origin: &'a str,
 }
 
-/// Asks the realm for a token for `request.scope`.
+/// Asks the realm for a token for `request.scope`, following the realm's redirects only
+/// within its own scheme, host and port. `scrub` takes secrets out of the realm's words.
 pub(crate) async fn fetch_token(
     http: &reqwest::Client,
     request: &Request<'_>,
     credentials: &Credentials,
+    scrub: &(dyn Fn(String) -> String + Sync),
 ) -> Result<Token, Error> {
     let Request {
         host,
@@ -78,53 +86,35 @@ pub(crate) async fn fetch_token(
     if let Some(service) = service {
         query.push(("service", service));
     }
-    let builder = match credentials {
-        Credentials::Basic { username, password } => {
-            tracing::debug!("fetching token from {realm} for {scope} as user {username:?}");
-            http.get(realm)
-                .query(&query)
-                .basic_auth(username, Some(password.expose()))
+    let refresh_form = |token: &Secret| -> Vec<(&'static str, String)> {
+        let mut form = vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", token.expose().to_owned()),
+            ("client_id", CLIENT_ID.to_owned()),
+            ("scope", scope.to_owned()),
+        ];
+        if let Some(service) = service {
+            form.push(("service", service.to_owned()));
         }
-        Credentials::Anonymous => {
-            tracing::debug!("fetching anonymous token from {realm} for {scope}");
-            http.get(realm).query(&query)
-        }
-        Credentials::RefreshToken { token } => {
-            tracing::debug!("exchanging a refresh token at {realm} for {scope}");
-            let mut form = vec![
-                ("grant_type", "refresh_token"),
-                ("refresh_token", token.expose()),
-                ("client_id", CLIENT_ID),
-                ("scope", scope),
-            ];
-            if let Some(service) = service {
-                form.push(("service", service));
-            }
-            http.post(realm).form(&form)
-        }
+        form
     };
-    let started = Instant::now();
-    let transport = |source| Error::TokenTransport {
+    match credentials {
+        Credentials::Basic { username, .. } => {
+            tracing::debug!("fetching token from {realm} for {scope} as user {username:?}");
+        }
+        Credentials::Anonymous => tracing::debug!("fetching anonymous token from {realm} for {scope}"),
+        Credentials::RefreshToken { .. } => {
+            tracing::debug!("exchanging a refresh token at {realm} for {scope}")
+        }
+    }
+    let transport = |source: reqwest::Error| Error::TokenTransport {
         host: host.to_owned(),
         realm: realm.to_owned(),
-        source,
+        source: source.without_url(),
     };
-    let response = builder.send().await.map_err(transport)?;
+    let started = Instant::now();
+    let response = send(http, request, credentials, &query, &refresh_form).await?;
     let status = response.status();
-    if status.is_redirection() {
-        let location = response
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        return Err(Error::TokenRedirect {
-            host: host.to_owned(),
-            realm: realm.to_owned(),
-            status,
-            location,
-        });
-    }
     if !status.is_success() {
         let retry_after = retry_after(response.headers());
         let body = read_limited(response, super::error::ERROR_BODY_LIMIT)
@@ -135,7 +125,7 @@ pub(crate) async fn fetch_token(
             host: host.to_owned(),
             realm: realm.to_owned(),
             status,
-            message: token_error_message(&body).unwrap_or(message),
+            message: scrub(token_error_message(&body).map_or(message, |m| sanitize(&m))),
             retry_after,
             origin: origin.to_owned(),
         });
@@ -144,24 +134,97 @@ pub(crate) async fn fetch_token(
         realm: realm.to_owned(),
         source: serde::de::Error::custom(reason),
     };
-    let body = read_limited(response, TOKEN_LIMIT)
-        .await
-        .ok_or_else(|| body_error("token response is larger than the limit"))?;
-    let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|source| Error::TokenBody {
-        realm: realm.to_owned(),
-        source,
+    let body = match read_limited(response, TOKEN_LIMIT).await {
+        Ok(body) => body,
+        Err(Partial::TooLarge) => return Err(body_error("token response is larger than the limit")),
+        Err(Partial::Broken(e)) => return Err(transport(e)),
+    };
+    // serde's messages quote what they refuse, which could be the token itself: keep
+    // only where the body went wrong
+    let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+        body_error(&format!(
+            "the body is not the expected JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
     })?;
     let value = match parsed.token.or(parsed.access_token) {
         Some(v) if !v.is_empty() => v,
-        _ => return Err(body_error("empty or missing token")),
+        _ => return Err(body_error("it has neither `token` nor `access_token`")),
     };
-    let lifetime = parsed.expires_in.unwrap_or(DEFAULT_EXPIRES_IN).max(1);
+    let lifetime =
+        Duration::from_secs(parsed.expires_in.unwrap_or(DEFAULT_EXPIRES_IN).max(1)).min(MAX_TOKEN_LIFETIME);
     // Renew a little early so a token never expires between our check and the request.
-    let usable = Duration::from_secs(lifetime) * 9 / 10;
-    tracing::debug!("got token from {realm}, valid for {lifetime}s");
+    let usable = lifetime * 9 / 10;
+    tracing::debug!("got token from {realm}, valid for {lifetime:?}");
     Ok(Token {
         value,
         expires_at: started + usable,
+    })
+}
+
+/// Sends the token request, following the realm's redirects within its own host only (or
+/// from HTTP to HTTPS on the same host), where the credentials may go again.
+async fn send(
+    http: &reqwest::Client,
+    request: &Request<'_>,
+    credentials: &Credentials,
+    query: &[(&str, &str)],
+    refresh_form: &(dyn Fn(&Secret) -> Vec<(&'static str, String)> + Sync),
+) -> Result<reqwest::Response, Error> {
+    let (host, realm) = (request.host, request.realm);
+    let mut url = realm.to_owned();
+    for _ in 0..=super::MAX_REDIRECTS {
+        let builder = match credentials {
+            Credentials::Basic { username, password } => http
+                .get(&url)
+                .query(query)
+                .basic_auth(username, Some(password.expose())),
+            Credentials::Anonymous => http.get(&url).query(query),
+            Credentials::RefreshToken { token } => http.post(&url).form(&refresh_form(token)),
+        };
+        let response = builder
+            .timeout(SMALL_BODY_TIMEOUT)
+            .send()
+            .await
+            .map_err(|source| Error::TokenTransport {
+                host: host.to_owned(),
+                realm: realm.to_owned(),
+                source: source.without_url(),
+            })?;
+        let status = response.status();
+        if !status.is_redirection() {
+            return Ok(response);
+        }
+        let here = response.url().clone();
+        let next = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| here.join(l).ok());
+        // a POST stays a POST only through 307 and 308
+        let keeps_method =
+            matches!(status.as_u16(), 307 | 308) || !matches!(credentials, Credentials::RefreshToken { .. });
+        let same_host = next.as_ref().is_some_and(|n| {
+            n.origin() == here.origin()
+                || (here.scheme() == "http" && n.scheme() == "https" && n.host_str() == here.host_str())
+        });
+        match next {
+            Some(next) if same_host && keeps_method => url = next.to_string(),
+            other => {
+                return Err(Error::TokenRedirect {
+                    host: host.to_owned(),
+                    realm: realm.to_owned(),
+                    status,
+                    location: other
+                        .map(|u| u.origin().ascii_serialization())
+                        .unwrap_or_default(),
+                })
+            }
+        }
+    }
+    Err(Error::Redirects {
+        url: realm.to_owned(),
     })
 }
 
