@@ -263,3 +263,58 @@ fn other_hosts_and_pushes_never_touch_the_mirror() {
         mirror.requests()
     );
 }
+
+#[test]
+fn a_mirror_that_breaks_off_mid_blob_is_resumed_from_the_origin() {
+    use support::fake::{FakeServer, Reply};
+    let hub = Registry::plain();
+    let mut layer = Layer::new();
+    // incompressible, so the layer blob is large enough to cut in the middle
+    let noise: Vec<u8> = (0u32..200_000)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    layer.file("noise.bin", &noise, 0o644);
+    let tar = layer.tar();
+    let img = Image::from_layers(vec![(gzip(&tar), tar)], OCI_MANIFEST, "amd64");
+    let digest = hub.push("library/app", "latest", &img);
+    let blobs: Vec<(String, Vec<u8>)> = std::iter::once(&img.config)
+        .chain(&img.layers)
+        .map(|b| (b.digest.clone(), b.bytes.clone()))
+        .collect();
+    let layer_size = img.layers[0].bytes.len();
+    // the mirror has no manifests, and every blob it sends stops half-way
+    let mirror = FakeServer::start(move |req, _| {
+        if req.path == "/v2/" {
+            return Reply::status(200);
+        }
+        for (d, bytes) in &blobs {
+            if req.path == format!("/v2/library/app/blobs/{d}") {
+                return Reply::Truncated(bytes.len(), bytes[..bytes.len() / 2].to_vec());
+            }
+        }
+        Reply::status(404)
+    });
+    let work = tempfile::tempdir().unwrap();
+    let out = fetch(
+        &source("app", &mirror.host),
+        &digest,
+        json!({}),
+        work.path(),
+        &hub.host,
+    );
+    out.one_json_line("in");
+    assert_eq!(
+        std::fs::read(work.path().join("rootfs/noise.bin")).unwrap(),
+        noise
+    );
+    let resumed = format!("from byte {}", layer_size / 2);
+    assert!(
+        out.stderr.contains(&resumed),
+        "{resumed:?} not in:\n{}",
+        out.stderr
+    );
+    assert!(
+        mirror.count("GET", &format!("/v2/library/app/blobs/{}", img.layers[0].digest)) > 1,
+        "the mirror was retried first"
+    );
+}

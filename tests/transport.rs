@@ -256,3 +256,117 @@ fn a_client_certificate_opens_a_mutual_tls_registry() {
         "TLS refused without the certificate"
     );
 }
+
+/// A registry on 127.0.0.1 whose token realm is `token` (a reply for `GET /token`).
+fn token_registry(token: impl Fn() -> Reply + Send + Sync + 'static) -> FakeServer {
+    FakeServer::start(move |req, _| {
+        let realm = format!(
+            r#"Bearer realm="http://{}/token",service="fake""#,
+            req.header("host").unwrap_or_default()
+        );
+        match req.path.as_str() {
+            p if p.starts_with("/token") => token(),
+            "/v2/" => Reply::status(401).with_header("WWW-Authenticate", &realm),
+            _ if req.header("authorization") == Some("Bearer tok") => {
+                Reply::status(200).with_header("Docker-Content-Digest", &image::sha256(b"m"))
+            }
+            _ => Reply::status(401).with_header("WWW-Authenticate", &realm),
+        }
+    })
+}
+
+#[test]
+fn hostile_token_answers_fail_cleanly() {
+    // a lifetime no clock can hold
+    let server = token_registry(|| {
+        Reply::status(200).with_body(br#"{"token":"tok","expires_in":18446744073709551615}"#)
+    });
+    let out = check(json!({"repository": format!("{}/app", server.host)}));
+    assert_eq!(
+        out.one_json_line("check")[0]["digest"],
+        image::sha256(b"m").as_str(),
+        "{}",
+        out.stderr
+    );
+
+    // a realm that echoes the credentials it refuses
+    let echo = format!(r#"{{"details":"bad credentials {USER}:{PASSWORD}"}}"#);
+    let server = token_registry(move || Reply::status(401).with_body(echo.as_bytes()));
+    let out = check(
+        json!({"repository": format!("{}/app", server.host), "username": USER, "password": PASSWORD, "debug": true}),
+    );
+    let line = out.error_line();
+    assert!(
+        line.contains("fetch token") && line.contains("<redacted>"),
+        "{line}"
+    );
+    assert!(!out.stderr.contains(PASSWORD), "{}", out.stderr);
+
+    // a token that is not a string is refused without being quoted
+    let server = token_registry(|| Reply::status(200).with_body(br#"{"token":987654321}"#));
+    let line = check(json!({"repository": format!("{}/app", server.host)})).error_line();
+    assert!(
+        line.contains("not usable") && !line.contains("987654321"),
+        "{line}"
+    );
+
+    // a message over several lines, with escape sequences, stays one clean line
+    let server =
+        token_registry(|| Reply::status(403).with_body(b"{\"details\":\"no\\n\\u001b[31mway\\r\\nreally\"}"));
+    let out = check(json!({"repository": format!("{}/app", server.host)}));
+    let line = out.error_line();
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(
+        !line.contains('\u{1b}') && line.contains("no") && line.contains("way"),
+        "{line:?}"
+    );
+}
+
+#[test]
+fn a_huge_retry_after_fails_at_once_without_a_panic() {
+    let server = FakeServer::start(|req, nth| match req.path.as_str() {
+        "/v2/" => Reply::status(200),
+        _ if nth == 0 => Reply::status(503).with_header("Retry-After", "1"),
+        _ => Reply::status(503).with_header("Retry-After", "18446744073709551615"),
+    });
+    let line = check(json!({"repository": format!("{}/app", server.host)})).error_line();
+    assert!(line.contains("Retry-After") && line.contains("503"), "{line}");
+}
+
+#[test]
+fn a_manifest_cut_short_is_not_taken_whole() {
+    // no digest header, so check hashes the body; the body breaks off every time
+    let server = FakeServer::start(|req, _| match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/v2/") => Reply::status(200),
+        ("HEAD", _) => Reply::status(200),
+        ("GET", "/v2/app/manifests/latest") => Reply::Truncated(1000, b"{\"schemaVer".to_vec()),
+        _ => Reply::status(404),
+    });
+    let out = check(json!({"repository": format!("{}/app", server.host)}));
+    let line = out.error_line();
+    assert!(
+        line.contains("gave up after") && line.contains("/v2/app/manifests/latest"),
+        "{line}"
+    );
+    assert!(server.count("GET", "/v2/app/manifests/latest") > 1, "retried");
+}
+
+#[test]
+fn signed_urls_of_other_hosts_are_not_shown() {
+    let storage = FakeServer::start_on("127.0.0.2", |_, _| Reply::status(403).with_body(b"expired"));
+    let target = format!(
+        "http://{}/blob?X-Amz-Security-Token=SESSIONSECRET123&X-Amz-Signature=abc",
+        storage.host
+    );
+    let registry = FakeServer::start(move |req, _| match req.path.as_str() {
+        "/v2/" => Reply::status(200),
+        _ => Reply::status(307).with_header("Location", &target),
+    });
+    let out = check(json!({"repository": format!("{}/app", registry.host), "debug": true}));
+    let line = out.error_line();
+    assert!(
+        line.contains("403") && line.contains(&format!("http://{}/blob", storage.host)),
+        "{line}"
+    );
+    assert!(!out.stderr.contains("SESSIONSECRET123"), "{}", out.stderr);
+}
