@@ -104,7 +104,7 @@ pub(crate) async fn fetch_token(
         }
         Credentials::Anonymous => tracing::debug!("fetching anonymous token from {realm} for {scope}"),
         Credentials::RefreshToken { .. } => {
-            tracing::debug!("exchanging a refresh token at {realm} for {scope}")
+            tracing::debug!("exchanging a refresh token at {realm} for {scope}");
         }
     }
     let transport = |source: reqwest::Error| Error::TokenTransport {
