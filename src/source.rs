@@ -336,6 +336,13 @@ impl Source {
             )?;
         }
         self.validate_aws()?;
+        if self.content_trust.is_some() {
+            // signing is not written yet; pushing unsigned while the user asked for
+            // signatures would be worse than refusing
+            return Err(SourceError::Unsupported {
+                feature: "Docker Content Trust signing (source.content_trust)",
+            });
+        }
         Ok(())
     }
 

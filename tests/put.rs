@@ -258,6 +258,12 @@ fn errors_before_anything_is_pushed() {
             "401",
         ),
         (source.clone(), json!({"image": "image-[ab"}), "invalid glob"),
+        (
+            json!({"repository": reg.repo("app"), "username": USER, "password": PASSWORD,
+                   "content_trust": {"repository_key_id": "abc", "repository_key": "k", "repository_passphrase": "p"}}),
+            json!({"image": "image-a.tar"}),
+            "Docker Content Trust signing (source.content_trust) is not supported",
+        ),
     ];
     for (source, params, needle) in cases {
         let line = push(source, params.clone(), work.path()).error_line();
