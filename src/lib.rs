@@ -52,6 +52,7 @@ pub mod fetch;
 pub mod get;
 pub mod manifest;
 pub mod metadata;
+pub mod notary;
 pub mod progress;
 pub mod put;
 pub mod reference;

@@ -27,7 +27,7 @@ const FLOORS: &[(&str, &[&str])] = &[
     // formats take readers and writers, never a client
     ("formats", &["archive", "metadata", "rootfs", "tarball"]),
     ("transport", &["transport"]),
-    ("registry client", &["registry"]),
+    ("registry and notary clients", &["notary", "registry"]),
     ("connection seam", &["auth", "connect"]),
     ("step support", &["cli", "error", "fetch"]),
     ("steps", &["check", "get", "put"]),

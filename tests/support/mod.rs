@@ -8,5 +8,6 @@ pub mod fake;
 pub mod image;
 pub mod layer;
 pub mod moto;
+pub mod notary;
 pub mod registry;
 pub mod tree;

@@ -45,7 +45,7 @@ pub fn require(tool: &str) {
     );
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -53,7 +53,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn wait_for_port(port: u16, child: &mut Child, log: &Path) -> bool {
+pub fn wait_for_port(port: u16, child: &mut Child, log: &Path) -> bool {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if child.try_wait().unwrap().is_some() {
@@ -93,7 +93,7 @@ const EC_KEY: [&str; 5] = [
 ];
 
 /// A CA and a server certificate for 127.0.0.1/localhost, in `dir`.
-fn make_certs(dir: &Path) {
+pub fn make_certs(dir: &Path) {
     let mut ca = vec!["req", "-x509"];
     ca.extend(EC_KEY);
     ca.extend([
@@ -131,7 +131,7 @@ fn make_client_cert(dir: &Path) {
 
 /// `<name>.key` and `<name>.crt` for `subject`, signed by the CA in `dir`, with the
 /// extensions `usage` besides the end-entity basics.
-fn issue(dir: &Path, name: &str, subject: &str, usage: &str) {
+pub fn issue(dir: &Path, name: &str, subject: &str, usage: &str) {
     let (key, csr, ext, crt) = (
         format!("{name}.key"),
         format!("{name}.csr"),
