@@ -154,20 +154,6 @@ impl Repository {
     pub fn path(&self) -> &str {
         &self.path
     }
-
-    /// The host without its port.
-    #[must_use]
-    pub fn hostname(&self) -> &str {
-        split_port(&self.registry).0
-    }
-
-    /// Whether a registry at this host may be reached over plain HTTP without being told
-    /// `insecure: true`: loopback names and addresses, as docker and go-containerregistry do.
-    #[must_use]
-    pub fn is_loopback(&self) -> bool {
-        let host = self.hostname().trim_start_matches('[').trim_end_matches(']');
-        host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-    }
 }
 
 impl fmt::Display for Repository {
@@ -348,21 +334,6 @@ mod tests {
         assert_eq!(parts("[::1]:5000/app"), ("[::1]:5000".into(), "app".into()));
         // a first segment without '.', ':' or localhost is a namespace, not a host
         assert_eq!(parts("myhost/app"), (DOCKER_HUB.into(), "myhost/app".into()));
-    }
-
-    #[test]
-    fn loopback_detection() {
-        for s in ["localhost:5000/a", "127.0.0.1:1/a", "127.3.4.5/a", "[::1]:5000/a"] {
-            assert!(Repository::parse(s).unwrap().is_loopback(), "{s}");
-        }
-        for s in [
-            "busybox",
-            "ghcr.io/a",
-            "10.0.0.1:5000/a",
-            "localhost.example.com/a",
-        ] {
-            assert!(!Repository::parse(s).unwrap().is_loopback(), "{s}");
-        }
     }
 
     #[test]

@@ -105,12 +105,19 @@ impl Remote {
             "{what} from mirror {host}: {failure}; asking the origin {}",
             self.origin.repository().registry()
         );
-        op(&self.origin).await.map_err(|source| RemoteError::Both {
-            mirror: host.to_owned(),
-            mirror_failure: failure,
+        op(&self.origin)
+            .await
+            .map_err(|source| self.both(host, failure, source))
+    }
+
+    /// The origin's failure after the mirror's.
+    fn both(&self, mirror: &str, mirror_failure: String, source: registry::Error) -> RemoteError {
+        RemoteError::Both {
+            mirror: mirror.to_owned(),
+            mirror_failure,
             origin: self.origin.repository().registry().to_owned(),
             source,
-        })
+        }
     }
 
     /// The digest `target` currently names, or `None` when the registry does not know it.
@@ -181,11 +188,6 @@ impl Remote {
         self.origin
             .stream_blob(digest, size, &mut delivered, &sink, observe)
             .await
-            .map_err(|source| RemoteError::Both {
-                mirror: host.to_owned(),
-                mirror_failure: failure,
-                origin: self.origin.repository().registry().to_owned(),
-                source,
-            })
+            .map_err(|source| self.both(host, failure, source))
     }
 }

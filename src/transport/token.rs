@@ -107,11 +107,7 @@ pub(crate) async fn fetch_token(
             tracing::debug!("exchanging a refresh token at {realm} for {scope}");
         }
     }
-    let transport = |source: reqwest::Error| Error::TokenTransport {
-        host: host.to_owned(),
-        realm: realm.to_owned(),
-        source: source.without_url(),
-    };
+    let transport = |source| unreachable_realm(request, source);
     let started = Instant::now();
     let response = send(http, request, credentials, &query, &refresh_form).await?;
     let status = response.status();
@@ -163,6 +159,16 @@ pub(crate) async fn fetch_token(
     })
 }
 
+/// The realm could not be reached (or its answer read); the URL, which holds the query,
+/// is left out of reqwest's message.
+fn unreachable_realm(request: &Request<'_>, source: reqwest::Error) -> Error {
+    Error::TokenTransport {
+        host: request.host.to_owned(),
+        realm: request.realm.to_owned(),
+        source: source.without_url(),
+    }
+}
+
 /// Sends the token request, following the realm's redirects within its own host only (or
 /// from HTTP to HTTPS on the same host), where the credentials may go again.
 async fn send(
@@ -187,11 +193,7 @@ async fn send(
             .timeout(SMALL_BODY_TIMEOUT)
             .send()
             .await
-            .map_err(|source| Error::TokenTransport {
-                host: host.to_owned(),
-                realm: realm.to_owned(),
-                source: source.without_url(),
-            })?;
+            .map_err(|source| unreachable_realm(request, source))?;
         let status = response.status();
         if !status.is_redirection() {
             return Ok(response);
