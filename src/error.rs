@@ -164,6 +164,34 @@ pub enum Error {
         #[source]
         source: crate::registry::Error,
     },
+    /// Content trust cannot sign the tags, found before anything was pushed.
+    #[error("content trust: cannot sign {tags} in {gun} on {server}, so nothing was pushed")]
+    TrustNotReady {
+        /// The tags, space-separated.
+        tags: String,
+        /// The GUN.
+        gun: String,
+        /// The notary server.
+        server: String,
+        /// Why.
+        #[source]
+        source: Box<crate::notary::trust::Error>,
+    },
+    /// The image was pushed, and signing it failed.
+    #[error("pushed {image} ({digest}) but did not sign it")]
+    Unsigned {
+        /// `registry/repository:tags`.
+        image: String,
+        /// The pushed digest.
+        digest: String,
+        /// The GUN.
+        gun: String,
+        /// The notary server.
+        server: String,
+        /// Why.
+        #[source]
+        source: Box<crate::notary::trust::Error>,
+    },
     /// A registry client could not be set up.
     #[error(transparent)]
     Registry(#[from] crate::registry::Error),

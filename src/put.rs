@@ -4,7 +4,9 @@
 //! Everything that can be checked before touching the registry is: the glob, every tag, the
 //! archive's format and blobs. Then blobs the registry lacks are uploaded (a few at a time),
 //! each manifest is PUT only once all its blobs exist, an index's children go up by digest
-//! before the index, and the root manifest is PUT once per tag.
+//! before the index, and the root manifest is PUT once per tag. With `content_trust`,
+//! the signing is made ready (trust data verified, roles chosen) before the push and the
+//! tags are signed after it; a failure either way fails the step.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -15,8 +17,9 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 
 use crate::archive::{gzip_into, read_image, Blob, BlobData, PushPlan};
-use crate::connect::connect;
+use crate::connect::{self, connect};
 use crate::error::{Error, Result};
+use crate::notary::trust::{self, Signer};
 use crate::progress::{human, Bar, Board};
 use crate::reference::Tag;
 use crate::registry::{Client, Scope};
@@ -57,6 +60,8 @@ pub async fn run(request: OutRequest, src: &Path, backoff: Backoff) -> Result<St
     let remote = connect(source, Scope::Push, backoff).await?;
     let client = remote.origin();
     let repository = remote.repository();
+    let tag_list: Vec<&str> = tags.iter().map(Tag::as_str).collect();
+    let trust = prepare_trust(source, repository, &tag_list, backoff).await?;
     let pushing = |source| Error::Push {
         repository: repository.to_string(),
         source,
@@ -75,7 +80,15 @@ pub async fn run(request: OutRequest, src: &Path, backoff: Backoff) -> Result<St
             .map_err(pushing)?;
         tracing::info!("pushed {repository}:{tag} ({digest})");
     }
-    let tag_list: Vec<&str> = tags.iter().map(Tag::as_str).collect();
+    if let Some((signer, signing)) = &trust {
+        sign(
+            signer,
+            signing,
+            &plan,
+            &format!("{repository}:{}", tag_list.join(",")),
+        )
+        .await?;
+    }
     Ok(StepResponse {
         version: Version {
             tag: Some(tags[0].to_string()),
@@ -92,6 +105,59 @@ pub async fn run(request: OutRequest, src: &Path, backoff: Backoff) -> Result<St
             },
         ],
     })
+}
+
+/// Content trust made ready before anything is pushed: a key, server or repository that
+/// cannot sign these tags fails the step with nothing pushed.
+async fn prepare_trust(
+    source: &crate::source::Source,
+    repository: &crate::reference::Repository,
+    tags: &[&str],
+    backoff: Backoff,
+) -> Result<Option<(Signer, trust::Plan)>> {
+    let Some(settings) = &source.content_trust else {
+        return Ok(None);
+    };
+    let signer = connect::notary(source, settings, repository, backoff).await?;
+    let signing = signer
+        .prepare(tags, now())
+        .await
+        .map_err(|e| Error::TrustNotReady {
+            tags: tags.join(" "),
+            gun: signer.gun().to_owned(),
+            server: signer.server(),
+            source: Box::new(e),
+        })?;
+    tracing::info!(
+        "will sign {} in {} on {} as {}",
+        tags.join(" "),
+        signer.gun(),
+        signer.server(),
+        signing.roles().join(" and ")
+    );
+    Ok(Some((signer, signing)))
+}
+
+/// Signs the pushed root manifest of `plan` under the tags `signing` holds; `image`
+/// names what was pushed, for the messages.
+async fn sign(signer: &Signer, signing: &trust::Plan, plan: &PushPlan, image: &str) -> Result<()> {
+    signer
+        .publish(signing, &plan.root.bytes, now())
+        .await
+        .map_err(|e| Error::Unsigned {
+            image: image.to_owned(),
+            digest: plan.root.digest.to_string(),
+            gun: signer.gun().to_owned(),
+            server: signer.server(),
+            source: Box::new(e),
+        })?;
+    tracing::info!(
+        "signed {} in {} ({})",
+        signing.tags().join(" "),
+        signer.gun(),
+        signing.roles().join(", ")
+    );
+    Ok(())
 }
 
 /// The one path `pattern` (a glob relative to `src`) matches.
@@ -273,4 +339,11 @@ impl std::io::Write for ChannelWriter<'_> {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// Seconds since the epoch, for the expiry of trust data.
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

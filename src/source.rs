@@ -53,6 +53,12 @@ pub enum SourceError {
         /// The field given.
         field: &'static str,
     },
+    /// A required field that is empty.
+    #[error("source.{field} is empty")]
+    Empty {
+        /// The field.
+        field: &'static str,
+    },
     /// A field whose value is not of the expected form.
     #[error("source.{field} {value:?} {expected}")]
     Malformed {
@@ -179,25 +185,114 @@ impl RegistryMirror {
     }
 }
 
-/// `source.content_trust`.
+/// `source.content_trust`: sign every tag `out` pushes in a Notary server.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContentTrust {
-    /// Notary server URL.
+    /// Notary server URL, `https://host[:port]`; default `https://notary.docker.io` for
+    /// Docker Hub repositories, else `https://<registry host>`.
     #[serde(default)]
     pub server: Option<String>,
-    /// ID of the repository (targets) key.
+    /// ID of the repository (targets) or delegation key.
     pub repository_key_id: String,
-    /// The encrypted PEM repository key.
+    /// The PEM key, as the notary CLI or `docker trust` write it.
     pub repository_key: Secret,
-    /// Passphrase of the repository key.
-    pub repository_passphrase: Secret,
+    /// Passphrase of the key, when it is encrypted.
+    #[serde(default)]
+    pub repository_passphrase: Option<Secret>,
     /// Client TLS key for the notary server.
     #[serde(default)]
     pub tls_key: Option<Secret>,
     /// Client TLS certificate for the notary server.
     #[serde(default)]
     pub tls_cert: Option<String>,
+    /// User name for the notary server's token service (default: the source's).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password for the notary server's token service.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Token scope actions, comma-separated (default `push,pull`).
+    #[serde(default)]
+    pub scopes: Option<String>,
+}
+
+/// The token scope actions content trust asks for unless told otherwise.
+pub const DEFAULT_TRUST_SCOPES: &str = "push,pull";
+
+impl ContentTrust {
+    /// The server's `host[:port]`, when one is given: `server` must be an `https://` URL
+    /// with nothing after the host but `/`.
+    ///
+    /// # Errors
+    /// When it is not.
+    pub fn server_host(&self) -> Result<Option<String>> {
+        let Some(text) = self.server.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        let malformed = || SourceError::Malformed {
+            field: "content_trust.server".to_owned(),
+            value: text.to_owned(),
+            expected: "is not an https:// URL of a notary server (https://host[:port])",
+        };
+        let host = text
+            .strip_prefix("https://")
+            .ok_or_else(malformed)?
+            .trim_end_matches('/');
+        validate_host(host).map_err(|_| malformed())?;
+        Ok(Some(host.to_owned()))
+    }
+
+    /// The token scope actions: `scopes`, else `push,pull`.
+    ///
+    /// # Errors
+    /// Actions that are not comma-separated words.
+    pub fn actions(&self) -> Result<String> {
+        let Some(text) = self.scopes.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
+            return Ok(DEFAULT_TRUST_SCOPES.to_owned());
+        };
+        let ok = text
+            .split(',')
+            .all(|a| !a.is_empty() && a.chars().all(|c| c.is_ascii_lowercase() || c == '*'));
+        if !ok {
+            return Err(SourceError::Malformed {
+                field: "content_trust.scopes".to_owned(),
+                value: text.to_owned(),
+                expected: "is not a comma-separated list of token actions such as push,pull",
+            });
+        }
+        Ok(text.to_owned())
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.server_host()?;
+        self.actions()?;
+        let id = self.repository_key_id.trim();
+        if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(SourceError::Malformed {
+                field: "content_trust.repository_key_id".to_owned(),
+                value: id.chars().take(80).collect(),
+                expected: "is not a key id (64 hex digits, the name of the key's file without .key)",
+            });
+        }
+        if self.repository_key.is_empty() {
+            return Err(SourceError::Empty {
+                field: "content_trust.repository_key",
+            });
+        }
+        check_credential_pair(
+            self.username.as_deref(),
+            self.password.as_ref(),
+            "content_trust.username",
+            "content_trust.password",
+        )?;
+        check_pair(
+            self.tls_cert.as_deref().is_some_and(|c| !c.trim().is_empty()),
+            self.tls_key.as_ref().is_some_and(|k| !k.is_empty()),
+            "content_trust.tls_cert",
+            "content_trust.tls_key",
+        )
+    }
 }
 
 /// A version as Concourse stores it. Input may omit `tag`; output always has it.
@@ -336,12 +431,8 @@ impl Source {
             )?;
         }
         self.validate_aws()?;
-        if self.content_trust.is_some() {
-            // signing is not written yet; pushing unsigned while the user asked for
-            // signatures would be worse than refusing
-            return Err(SourceError::Unsupported {
-                feature: "Docker Content Trust signing (source.content_trust)",
-            });
+        if let Some(trust) = &self.content_trust {
+            trust.validate()?;
         }
         Ok(())
     }
@@ -487,16 +578,24 @@ fn check_credential_pair(
     user_field: &'static str,
     password_field: &'static str,
 ) -> Result<()> {
-    let has_user = user.is_some_and(|u| !u.is_empty());
-    let has_password = password.is_some_and(|p| !p.is_empty());
-    match (has_user, has_password) {
+    check_pair(
+        user.is_some_and(|u| !u.is_empty()),
+        password.is_some_and(|p| !p.is_empty()),
+        user_field,
+        password_field,
+    )
+}
+
+/// Fails when only one of two fields that go together is given.
+fn check_pair(has_first: bool, has_second: bool, first: &'static str, second: &'static str) -> Result<()> {
+    match (has_first, has_second) {
         (true, false) => Err(SourceError::IncompleteCredentials {
-            present: user_field,
-            missing: password_field,
+            present: first,
+            missing: second,
         }),
         (false, true) => Err(SourceError::IncompleteCredentials {
-            present: password_field,
-            missing: user_field,
+            present: second,
+            missing: first,
         }),
         _ => Ok(()),
     }

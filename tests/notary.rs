@@ -1,8 +1,7 @@
 //! The Notary building blocks against a real `notary-server` and the real `notary` CLI:
 //! the TUF chain of a repository the CLI initialised verifies (and a tampered one does
 //! not), and a targets role we sign with the CLI's own key is what `notary list` shows.
-//! (Publishing from `out` comes with the rest of content trust; until then the field is
-//! refused, see tests/put.rs.)
+//! Signing through `out` is tested in tests/trust.rs.
 
 mod support;
 
@@ -106,8 +105,16 @@ fn a_target_we_sign_is_what_notary_list_shows() {
     {
         let repo = Repository::verify(&served(&notary, gun), now()).unwrap();
         assert!(repo.keyids_of("targets").contains(&id));
-        let bytes =
-            tuf::sign_target("targets", Some(&repo.targets), "v1", manifest, &key, &id, now()).unwrap();
+        let bytes = tuf::sign_target(
+            "targets",
+            Some(&repo.targets),
+            &["v1"],
+            manifest,
+            &key,
+            &id,
+            now(),
+        )
+        .unwrap();
         let (status, body) = publish(&notary, gun, "targets", bytes);
         assert_eq!(status, 200, "round {round}: {body}");
         let listed = notary.list(gun);

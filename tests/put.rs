@@ -260,9 +260,9 @@ fn errors_before_anything_is_pushed() {
         (source.clone(), json!({"image": "image-[ab"}), "invalid glob"),
         (
             json!({"repository": reg.repo("app"), "username": USER, "password": PASSWORD,
-                   "content_trust": {"repository_key_id": "abc", "repository_key": "k", "repository_passphrase": "p"}}),
+                   "content_trust": {"repository_key_id": "abc", "repository_key": "not a key", "repository_passphrase": "p"}}),
             json!({"image": "image-a.tar"}),
-            "Docker Content Trust signing (source.content_trust) is not supported",
+            "source.content_trust.repository_key: the key is not PEM",
         ),
     ];
     for (source, params, needle) in cases {

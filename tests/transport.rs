@@ -233,6 +233,7 @@ fn a_client_certificate_opens_a_mutual_tls_registry() {
             ca_certs: vec![reg.ca_pem.clone().unwrap()],
             client_cert,
             insecure: false,
+            https_only: false,
             backoff: fast(),
         };
         let transport = Transport::new(&reg.host, Identity::anonymous("none"), &options).unwrap();

@@ -11,11 +11,12 @@ mod remote;
 
 pub use self::remote::{Remote, RemoteError};
 use crate::auth;
+use crate::notary::{self, trust::Signer};
 use crate::reference::{Repository, DOCKER_HUB};
 use crate::registry::{self, Client, Scope};
 use crate::retry::Backoff;
-use crate::source::{RegistryMirror, Source, SourceError};
-use crate::transport::{self, Identity, Options};
+use crate::source::{ContentTrust, RegistryMirror, Source, SourceError};
+use crate::transport::{self, ClientCert, Identity, Options};
 
 /// Why a source could not be turned into a client.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,9 @@ pub enum Error {
     /// Credentials could not be resolved.
     #[error(transparent)]
     Auth(#[from] auth::Error),
+    /// `content_trust.repository_key` cannot be used.
+    #[error("source.content_trust.repository_key")]
+    TrustKey(#[source] notary::key::KeyError),
 }
 
 /// Environment variable naming the host to dial for Docker Hub repositories instead of
@@ -102,6 +106,90 @@ pub async fn connect(source: &Source, scope: Scope, backoff: Backoff) -> Result<
     let host = endpoint(&repository);
     let origin = Client::new(repository, &host, identity, scope, &options).map_err(setting)?;
     Ok(Remote::new(origin, mirror))
+}
+
+/// The Docker Hub notary server, for Docker Hub repositories without `content_trust.server`.
+pub const DOCKER_HUB_NOTARY: &str = "notary.docker.io";
+
+/// The signer `source.content_trust` asks for, for `repository` (as [`connect`] resolved
+/// it): the key read and decrypted, the server (`content_trust.server`, else Docker Hub's
+/// for Hub repositories, else the registry's own host), the GUN (`docker.io/<path>` on
+/// Docker Hub, else `<registry host>/<path>`), and the credentials for its token service
+/// (`content_trust.username`/`password`, else the source's, else the docker config's for
+/// the notary host).
+///
+/// # Errors
+/// A key that cannot be read or decrypted, credentials that cannot be resolved, or a CA or
+/// client certificate that does not parse.
+pub async fn notary(
+    source: &Source,
+    trust: &ContentTrust,
+    repository: &Repository,
+    backoff: Backoff,
+) -> Result<Signer, Error> {
+    let key = notary::key::SigningKey::from_pem(&trust.repository_key, trust.repository_passphrase.as_ref())
+        .map_err(Error::TrustKey)?;
+    let (host, gun) = notary_endpoint(trust, repository)?;
+    let own = trust.username.as_deref().is_some_and(|u| !u.is_empty());
+    let identity = if own {
+        auth::resolve(
+            trust.username.as_deref(),
+            trust.password.as_ref(),
+            "source.content_trust.username and password",
+            &host,
+        )
+        .await?
+    } else {
+        auth::resolve(
+            source.username.as_deref(),
+            source.password.as_ref(),
+            "source.username and source.password",
+            &host,
+        )
+        .await?
+    };
+    let client_cert = match (&trust.tls_cert, &trust.tls_key) {
+        (Some(cert), Some(key)) if !cert.trim().is_empty() && !key.is_empty() => Some(ClientCert {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
+    let options = Options {
+        client_cert,
+        https_only: true,
+        ..options(source, backoff)
+    };
+    let client = notary::client::Client::new(&host, &gun, &trust.actions()?, identity, &options).map_err(
+        |source| match source {
+            transport::Error::CaCert { index, .. } | transport::Error::NoCaCert { index } => Error::Setting {
+                field: format!("source.ca_certs[{index}]"),
+                source,
+            },
+            source => Error::Setting {
+                field: "source.content_trust.tls_cert and tls_key".to_owned(),
+                source,
+            },
+        },
+    )?;
+    tracing::debug!("signing as key {} in {gun} on https://{host}", key.key_id());
+    Ok(Signer::new(client, key, &trust.repository_key_id))
+}
+
+/// The notary server's `host[:port]` and the GUN for `repository`.
+fn notary_endpoint(trust: &ContentTrust, repository: &Repository) -> Result<(String, String), SourceError> {
+    let on_hub = repository.registry() == DOCKER_HUB;
+    let host = match trust.server_host()? {
+        Some(host) => host,
+        None if on_hub => DOCKER_HUB_NOTARY.to_owned(),
+        None => repository.registry().to_owned(),
+    };
+    let gun = if on_hub {
+        format!("docker.io/{}", repository.path())
+    } else {
+        format!("{}/{}", repository.registry(), repository.path())
+    };
+    Ok((host, gun))
 }
 
 /// ECR's login, and the repository on the host it decides: `source.repository`'s own
@@ -171,6 +259,7 @@ fn options(source: &Source, backoff: Backoff) -> Options {
         ca_certs: source.ca_certs.clone(),
         client_cert: None,
         insecure: source.insecure,
+        https_only: false,
         backoff,
     }
 }
@@ -199,5 +288,67 @@ fn setting(error: registry::Error) -> Error {
             source,
         },
         other => Error::Registry(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trust(server: Option<&str>) -> ContentTrust {
+        serde_json::from_value(serde_json::json!({
+            "server": server,
+            "repository_key_id": "ab",
+            "repository_key": "k",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn notary_server_and_gun() {
+        let cases = [
+            ("busybox", None, "notary.docker.io", "docker.io/library/busybox"),
+            (
+                "docker.io/team/app",
+                None,
+                "notary.docker.io",
+                "docker.io/team/app",
+            ),
+            (
+                "index.docker.io/team/app",
+                Some("https://notary.example:4443/"),
+                "notary.example:4443",
+                "docker.io/team/app",
+            ),
+            (
+                "registry.example.com/team/app",
+                None,
+                "registry.example.com",
+                "registry.example.com/team/app",
+            ),
+            (
+                "127.0.0.1:5000/app",
+                Some("https://127.0.0.1:4443"),
+                "127.0.0.1:4443",
+                "127.0.0.1:5000/app",
+            ),
+        ];
+        for (repository, server, host, gun) in cases {
+            let repo = Repository::parse(repository).unwrap();
+            assert_eq!(
+                notary_endpoint(&trust(server), &repo).unwrap(),
+                (host.to_owned(), gun.to_owned()),
+                "{repository}"
+            );
+        }
+        for bad in [
+            "http://notary.example",
+            "notary.example",
+            "https://notary.example/path",
+            "https://",
+        ] {
+            let repo = Repository::parse("busybox").unwrap();
+            assert!(notary_endpoint(&trust(Some(bad)), &repo).is_err(), "{bad}");
+        }
     }
 }

@@ -51,7 +51,7 @@ const OID_ED25519_NOTARY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6
 
 /// The most PBKDF2 iterations a key may ask for (notary uses 2048, OpenSSL 2048): past
 /// this, a key would hold the process for minutes.
-const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+pub const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
 /// The smallest RSA modulus notary accepts.
 const MIN_RSA_BITS: usize = 2048;
 
@@ -284,6 +284,21 @@ impl SigningKey {
         Some(tuf_key_id(keytype, cert_pem.as_bytes()))
     }
 
+    /// Whether a key as metadata lists it (its `keytype` and base64 `keyval.public`) is
+    /// this key: the same public key, or a certificate of it.
+    #[must_use]
+    pub fn is_listed_as(&self, keytype: &str, public_b64: &str) -> bool {
+        let Ok(public) = STANDARD.decode(public_b64.trim()) else {
+            return false;
+        };
+        match keytype.strip_suffix("-x509") {
+            None => keytype == self.keytype() && public == self.public,
+            Some(base) => {
+                base == self.keytype() && certificate_spki(&public).is_ok_and(|spki| spki == self.public)
+            }
+        }
+    }
+
     /// The public key as TUF lists it:
     /// `{"keytype":T,"keyval":{"private":null,"public":"<base64>"}}`.
     #[must_use]
@@ -360,6 +375,18 @@ pub fn verify(
         "rsa-x509" => verify_rsa(keytype, &certificate_spki(&public).map_err(bad)?, message, sig),
         _ => verify_ed25519(&public, message, sig),
     }
+}
+
+/// The id of a key as metadata lists it: [`SigningKey::key_id`]'s rule applied to its
+/// `keytype` and base64 `keyval.public`. `None` when that is not base64, or the key type
+/// is not one notary writes.
+#[must_use]
+pub fn listed_key_id(keytype: &str, public_b64: &str) -> Option<String> {
+    let keytype = ["ecdsa", "ecdsa-x509", "ed25519", "rsa", "rsa-x509"]
+        .into_iter()
+        .find(|t| *t == keytype)?;
+    let public = STANDARD.decode(public_b64.trim()).ok()?;
+    Some(tuf_key_id(keytype, &public))
 }
 
 /// The hex SHA-256 of `{"keytype":T,"keyval":{"private":null,"public":"<base64>"}}`:

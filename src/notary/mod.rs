@@ -1,7 +1,9 @@
 //! Notary v1 (Docker Content Trust): repository keys (`key`), canonical JSON
-//! (`canonical`) and the TUF metadata chain (`tuf`). The client that publishes over the
-//! transport comes next (issue 11); until then `content_trust` is refused by validation.
+//! (`canonical`), the TUF metadata chain (`tuf`), the server's API over the shared
+//! transport (`client`), and signing pushed tags with them (`trust`).
 
 pub mod canonical;
+pub mod client;
 pub mod key;
+pub mod trust;
 pub mod tuf;

@@ -311,6 +311,8 @@ pub struct Served {
 pub struct Repository {
     /// Root.
     pub root: Envelope,
+    /// Snapshot.
+    pub snapshot: Envelope,
     /// Targets.
     pub targets: Envelope,
     /// Delegated targets roles that exist, by name.
@@ -330,6 +332,14 @@ pub struct Delegation {
     /// Target name prefixes it may sign (`""` for all).
     #[serde(default)]
     pub paths: Vec<String>,
+}
+
+impl Delegation {
+    /// Whether its `paths` allow target `name` (each is a prefix; `""` allows all).
+    #[must_use]
+    pub fn allows(&self, name: &str) -> bool {
+        self.paths.iter().any(|p| name.starts_with(p.as_str()))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -397,6 +407,7 @@ impl Repository {
         }
         Ok(Self {
             root,
+            snapshot,
             targets,
             delegations,
             root_keys,
@@ -422,22 +433,51 @@ impl Repository {
             .collect())
     }
 
-    /// The key listed for `id` in root (for `targets`) or in the delegations.
+    /// The key listed for `id` in root (for its roles) or in the delegations.
     #[must_use]
     pub fn listed_key(&self, role: &str, id: &str) -> Option<PublicKey> {
-        if role == "targets" {
+        if ROOT_ROLES.contains(&role) {
             return self.root_keys.get(id).cloned();
         }
         Self::delegations_of(&self.targets).ok()?.keys.get(id).cloned()
     }
 
-    /// The key ids that may sign `role` (`targets` from root, delegations from targets).
+    /// Every key of the repository by id: root's, then the delegations' (without those
+    /// whose id root already uses).
+    #[must_use]
+    pub fn all_keys(&self) -> BTreeMap<String, PublicKey> {
+        let mut keys = Self::delegations_of(&self.targets)
+            .map(|d| d.keys)
+            .unwrap_or_default();
+        keys.extend(self.root_keys.clone());
+        keys
+    }
+
+    /// The threshold root sets for one of its roles (1 when it sets none).
+    #[must_use]
+    pub fn threshold_of(&self, role: &str) -> usize {
+        let roles: Option<BTreeMap<String, RoleKeys>> = self.root.field("roles").ok();
+        roles
+            .and_then(|r| r.get(role).map(|k| k.threshold))
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    /// Whether the snapshot lists `role`: whether the role's file exists.
+    #[must_use]
+    pub fn snapshot_lists(&self, role: &str) -> bool {
+        self.snapshot
+            .field::<BTreeMap<String, Value>>("meta")
+            .is_ok_and(|meta| meta.contains_key(role))
+    }
+
+    /// The key ids that may sign `role` (root's roles from root, delegations from targets).
     #[must_use]
     pub fn keyids_of(&self, role: &str) -> Vec<String> {
-        if role == "targets" {
+        if ROOT_ROLES.contains(&role) {
             let roles: Option<BTreeMap<String, RoleKeys>> = self.root.field("roles").ok();
             return roles
-                .and_then(|r| r.get("targets").map(|k| k.keyids.clone()))
+                .and_then(|r| r.get(role).map(|k| k.keyids.clone()))
                 .unwrap_or_default();
         }
         self.delegation_roles()
@@ -447,10 +487,13 @@ impl Repository {
     }
 }
 
+/// The roles root lists keys for.
+const ROOT_ROLES: [&str; 4] = ["root", "targets", "snapshot", "timestamp"];
+
 /// The three-year expiry notary's CLI gives a targets role it signs.
 pub const TARGETS_EXPIRY_SECONDS: i64 = 3 * 365 * 24 * 60 * 60;
 
-/// The role `previous` (or a new, empty targets role) with `tag` set to `manifest`,
+/// The role `previous` (or a new, empty targets role) with each of `tags` set to `manifest`,
 /// its version bumped and a new expiry, signed by `signer` as key `keyid`: the bytes to
 /// publish.
 ///
@@ -459,7 +502,7 @@ pub const TARGETS_EXPIRY_SECONDS: i64 = 3 * 365 * 24 * 60 * 60;
 pub fn sign_target(
     role: &str,
     previous: Option<&Envelope>,
-    tag: &str,
+    tags: &[&str],
     manifest: &[u8],
     signer: &key::SigningKey,
     keyid: &str,
@@ -483,7 +526,9 @@ pub fn sign_target(
         object.insert("targets".to_owned(), Value::Object(serde_json::Map::new()));
     }
     if let Some(Value::Object(targets)) = object.get_mut("targets") {
-        targets.insert(tag.to_owned(), entry);
+        for tag in tags {
+            targets.insert((*tag).to_owned(), entry.clone());
+        }
     }
     object.insert("version".to_owned(), Value::from(version));
     object.insert(

@@ -23,7 +23,7 @@ pub use self::error::Error;
 use crate::digest::Digest;
 use crate::manifest::MANIFEST_ACCEPT;
 use crate::reference::{Repository, Target};
-use crate::transport::{self, Call, Identity, Options, Partial, Transport, SMALL_BODY_TIMEOUT};
+use crate::transport::{Call, Identity, Options, Transport, SMALL_BODY_TIMEOUT};
 
 /// Manifests larger than this are refused (containerd uses the same bound).
 const MANIFEST_LIMIT: usize = 4 * 1024 * 1024;
@@ -168,17 +168,10 @@ impl Client {
         limit: usize,
         too_large: impl FnOnce() -> Error,
     ) -> Result<Vec<u8>, Error> {
-        let url = self.transport.shown(response.url().as_str());
-        transport::read_limited(response, limit)
-            .await
-            .map_err(|e| match e {
-                Partial::TooLarge => too_large(),
-                Partial::Broken(source) => Error::Http(transport::Error::Transport {
-                    method: Method::GET,
-                    url,
-                    source,
-                }),
-            })
+        self.transport
+            .read_whole(response, limit)
+            .await?
+            .ok_or_else(too_large)
     }
 
     /// Sends a request with retries; a non-success status is an error.

@@ -24,9 +24,9 @@ use reqwest::{Method, Response, StatusCode};
 use tokio::sync::{Mutex, OnceCell};
 
 use self::challenge::Challenge;
-pub(crate) use self::error::read_limited;
+use self::error::read_limited;
 pub use self::error::Error;
-pub(crate) use self::error::Partial;
+use self::error::Partial;
 pub use self::http::{CONNECT_TIMEOUT, READ_TIMEOUT};
 use self::token::Token;
 pub use self::token::{MAX_TOKEN_LIFETIME, SMALL_BODY_TIMEOUT, TOKEN_LIMIT};
@@ -56,8 +56,10 @@ pub struct Options {
     pub ca_certs: Vec<String>,
     /// A client certificate to present when a TLS server asks for one.
     pub client_cert: Option<ClientCert>,
-    /// Allow plain HTTP, as for loopback hosts.
+    /// Allow plain HTTP (loopback hosts always may, unless `https_only`).
     pub insecure: bool,
+    /// Never plain HTTP, not even on loopback: for a server named by an `https://` URL.
+    pub https_only: bool,
     /// Retry policy for every request.
     pub backoff: Backoff,
 }
@@ -203,7 +205,7 @@ impl Transport {
         Ok(Self {
             secrets: std::sync::Mutex::new(secrets),
             http: http::Http::new(certs, identity_pem)?,
-            allow_http: options.insecure || is_loopback(host),
+            allow_http: !options.https_only && (options.insecure || is_loopback(host)),
             host: host.to_owned(),
             identity,
             backoff: options.backoff,
@@ -361,6 +363,24 @@ impl Transport {
             url: self.shown(url),
             source: source.without_url(),
         })
+    }
+
+    /// The whole body of `response`, at most `limit` bytes: `None` past that (no reason
+    /// to ask again); a body cut short is a (transient) transport error.
+    ///
+    /// # Errors
+    /// The body breaking off.
+    pub async fn read_whole(&self, response: Response, limit: usize) -> Result<Option<Vec<u8>>, Error> {
+        let url = self.shown(response.url().as_str());
+        match read_limited(response, limit).await {
+            Ok(body) => Ok(Some(body)),
+            Err(Partial::TooLarge) => Ok(None),
+            Err(Partial::Broken(source)) => Err(Error::Transport {
+                method: Method::GET,
+                url,
+                source,
+            }),
+        }
     }
 
     /// `url` as messages may show it: whole on the server itself; elsewhere without its

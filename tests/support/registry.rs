@@ -180,7 +180,7 @@ fn htpasswd_line(user: &str, password: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned() + "\n"
 }
 
-fn python() -> String {
+pub fn python() -> String {
     for candidate in ["python3", "/usr/bin/python3"] {
         let ok = Command::new(candidate)
             .args(["-c", "import cryptography"])
@@ -236,7 +236,7 @@ impl Registry {
                 );
             }
             Auth::Token => {
-                let (child, realm) = start_token_server(dir.path(), user, password);
+                let (child, realm) = start_token_server(dir.path(), user, password, "test-registry", false);
                 children.push(child);
                 auth_yaml = format!(
                     "auth:\n  token:\n    realm: {realm}\n    service: test-registry\n    issuer: test-issuer\n    rootcertbundle: {}\n",
@@ -485,7 +485,16 @@ impl Drop for Registry {
     }
 }
 
-fn start_token_server(dir: &Path, user: &str, password: &str) -> (Child, String) {
+/// Starts `token_server.py` in `dir` for `service` with one user, over TLS with
+/// `server.crt`/`server.key` of `dir` (see [`make_certs`]) when `tls`; returns it and its
+/// realm. It signs with `signer.crt` of `dir` and logs to `tokens.log` there.
+pub fn start_token_server(
+    dir: &Path,
+    user: &str,
+    password: &str,
+    service: &str,
+    tls: bool,
+) -> (Child, String) {
     let python = python();
     openssl(
         dir,
@@ -513,14 +522,13 @@ fn start_token_server(dir: &Path, user: &str, password: &str) -> (Child, String)
     let mut child = Command::new(python)
         .arg(script)
         .arg(&port_file)
-        .args([
-            "signer.key",
-            "signer.crt",
-            "test-issuer",
-            "test-registry",
-            "tokens.log",
-        ])
+        .args(["signer.key", "signer.crt", "test-issuer", service, "tokens.log"])
         .arg(format!("{user}:{password}"))
+        .envs(if tls {
+            vec![("TOKEN_TLS_CERT", "server.crt"), ("TOKEN_TLS_KEY", "server.key")]
+        } else {
+            Vec::new()
+        })
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
@@ -539,7 +547,8 @@ fn start_token_server(dir: &Path, user: &str, password: &str) -> (Child, String)
         std::thread::sleep(Duration::from_millis(50));
     }
     let port = std::fs::read_to_string(&port_file).unwrap();
-    (child, format!("http://127.0.0.1:{port}/token"))
+    let scheme = if tls { "https" } else { "http" };
+    (child, format!("{scheme}://127.0.0.1:{port}/token"))
 }
 
 /// Pushes with whatever credentials the registry wants.

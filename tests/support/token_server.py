@@ -3,7 +3,8 @@
 
 Usage: token_server.py PORT_FILE KEY CERT ISSUER SERVICE LOG USER:PASSWORD...
 
-Binds 127.0.0.1 on a free port and writes the port to PORT_FILE once it listens.
+Binds 127.0.0.1 on a free port and writes the port to PORT_FILE once it listens; over
+TLS when TOKEN_TLS_CERT and TOKEN_TLS_KEY name a PEM certificate and key.
 GET /token?service=S&scope=repository:NAME:ACTIONS with optional Basic credentials:
   * valid user      -> 200, a JWT granting the requested actions
   * no credentials  -> 200, a JWT granting nothing (the registry then answers 401)
@@ -16,6 +17,7 @@ request is appended to LOG, so tests can count token fetches and look for leaks.
 """
 import base64
 import json
+import os
 import secrets
 import sys
 import time
@@ -93,6 +95,7 @@ class Handler(BaseHTTPRequestHandler):
     def grant(self, query, subject, how):
         access = []
         for scope in query.get("scope", []):
+            log("scope " + scope)
             kind, _, rest = scope.partition(":")
             name, _, actions = rest.rpartition(":")
             if subject:
@@ -107,8 +110,12 @@ class Handler(BaseHTTPRequestHandler):
 
 
 server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+if os.environ.get("TOKEN_TLS_CERT"):
+    import ssl
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(os.environ["TOKEN_TLS_CERT"], os.environ["TOKEN_TLS_KEY"])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 with open(port_file + ".tmp", "w") as f:
     f.write(str(server.server_address[1]))
-import os
 os.rename(port_file + ".tmp", port_file)
 server.serve_forever()

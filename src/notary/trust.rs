@@ -1,0 +1,589 @@
+//! Signing pushed tags in Notary as Docker does, in two halves: [`Signer::prepare`] before
+//! anything is pushed (fetch and verify the trust data, check that the server signs
+//! snapshots, that the key is the one named and may sign every tag, and choose its
+//! roles), and [`Signer::publish`] after (sign the chosen roles anew with the tags set to
+//! the pushed manifest, publish them, and read the result back through the verified
+//! chain).
+//!
+//! The roles chosen are Docker's (`docker/cli` `GetSignableRoles`): `targets` when the
+//! repository has no delegations, else every delegation directly under `targets` that
+//! lists the key and whose paths allow the tag.
+
+use super::client::{self, Client};
+use super::key::{self, SigningKey};
+use super::tuf::{self, Envelope, PublicKey, Repository, Served, TufError};
+
+/// The most roles one push signs: a repository rarely has more than `targets/releases`
+/// and a signer's own; past this the server is playing games.
+pub const MAX_SIGNED_ROLES: usize = 16;
+
+/// Why signing cannot be done, or was not.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The notary server failed.
+    #[error(transparent)]
+    Client(#[from] client::Error),
+    /// No `root.json`: nobody initialised the GUN.
+    #[error(
+        "{gun} has no trust data on {server} (root.json: 404 Not Found); its owner initialises it once, \
+         with the notary CLI (`notary -s {server} init {gun} -p`, then `notary -s {server} key rotate {gun} snapshot -r`) \
+         or with Docker (`docker trust signer add --key <cert.pem> <signer> <image>`, or a first push with DOCKER_CONTENT_TRUST=1)"
+    )]
+    NotInitialised {
+        /// The GUN.
+        gun: String,
+        /// The server.
+        server: String,
+    },
+    /// `root.json` exists, another role does not.
+    #[error("{gun} on {server} has root.json but no {role}.json")]
+    Missing {
+        /// The GUN.
+        gun: String,
+        /// The server.
+        server: String,
+        /// The role.
+        role: String,
+    },
+    /// The chain does not verify.
+    #[error("the trust data of {gun} on {server} does not verify")]
+    Tuf {
+        /// The GUN.
+        gun: String,
+        /// The server.
+        server: String,
+        /// Why.
+        #[source]
+        source: TufError,
+    },
+    /// The snapshot is signed by a client's key, which this resource does not hold.
+    #[error(
+        "{server} does not sign the snapshots of {gun}: its snapshot key is held by a client, and this resource \
+         signs only targets; hand the snapshot key to the server once, as the owner of the root key: \
+         `notary -s {server} key rotate {gun} snapshot -r`"
+    )]
+    ClientSnapshot {
+        /// The GUN.
+        gun: String,
+        /// The server.
+        server: String,
+    },
+    /// `repository_key_id` is not the key's id.
+    #[error("content_trust.repository_key_id {given} is not the id of content_trust.repository_key: its id is {actual}")]
+    KeyId {
+        /// The id given.
+        given: String,
+        /// The key's ids (canonical, and as the trust data lists it).
+        actual: String,
+    },
+    /// No delegations, and the key is not the targets key.
+    #[error(
+        "key {key_id} may not sign the targets of {gun}: they are signed by {listed}, and the repository has no \
+         delegations; give the repository's targets key, or add this key as a signer \
+         (`docker trust signer add` or `notary delegation add {gun} targets/releases <cert.pem> --all-paths`){hint}"
+    )]
+    NotTargetsKey {
+        /// Our key's id.
+        key_id: String,
+        /// The GUN.
+        gun: String,
+        /// The ids that may.
+        listed: String,
+        /// What the key's PEM says about itself.
+        hint: String,
+    },
+    /// Delegations, and none lists the key with paths allowing the tag.
+    #[error(
+        "key {key_id} may not sign tag {tag} of {gun}: no delegation lists it with paths allowing the tag \
+         (delegations: {delegations}); add it as a signer \
+         (`docker trust signer add` or `notary delegation add {gun} targets/releases <cert.pem> --all-paths`){hint}"
+    )]
+    NoDelegation {
+        /// Our key's id.
+        key_id: String,
+        /// The tag.
+        tag: String,
+        /// The GUN.
+        gun: String,
+        /// The delegations, with their keys and paths.
+        delegations: String,
+        /// What the key's PEM says about itself.
+        hint: String,
+    },
+    /// A role needs more signatures than one key makes.
+    #[error("{role} of {gun} needs {threshold} signatures, and this resource signs with one key")]
+    Threshold {
+        /// The role.
+        role: String,
+        /// The GUN.
+        gun: String,
+        /// Signatures needed.
+        threshold: usize,
+    },
+    /// More roles to sign than [`MAX_SIGNED_ROLES`].
+    #[error("the key may sign {count} roles of {gun}, more than {MAX_SIGNED_ROLES}")]
+    TooManyRoles {
+        /// The GUN.
+        gun: String,
+        /// How many.
+        count: usize,
+    },
+    /// A role could not be signed.
+    #[error("sign {role}")]
+    Sign {
+        /// The role.
+        role: String,
+        /// Why.
+        #[source]
+        source: TufError,
+    },
+    /// The server refused what we published.
+    #[error("the notary server {server} refused the new trust data of {gun}")]
+    Publish {
+        /// The GUN.
+        gun: String,
+        /// The server.
+        server: String,
+        /// Why.
+        #[source]
+        source: client::Error,
+    },
+    /// Published, but what the server serves now does not sign the tag.
+    #[error("{server} accepted the new trust data of {gun}, but its verified {role} does not list {tag} with the pushed manifest")]
+    NotApplied {
+        /// The GUN.
+        gun: String,
+        /// The server.
+        server: String,
+        /// The role.
+        role: String,
+        /// The tag.
+        tag: String,
+    },
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A repository key, the id it was named by, and the GUN's server.
+#[derive(Debug)]
+pub struct Signer {
+    client: Client,
+    key: SigningKey,
+    given_id: String,
+}
+
+/// What [`Signer::prepare`] found: the verified trust data and the roles to sign.
+#[derive(Debug)]
+pub struct Plan {
+    repository: Repository,
+    roles: Vec<RolePlan>,
+}
+
+#[derive(Debug, Clone)]
+struct RolePlan {
+    role: String,
+    keyid: String,
+    tags: Vec<String>,
+}
+
+impl Plan {
+    /// The roles that will be signed.
+    #[must_use]
+    pub fn roles(&self) -> Vec<&str> {
+        self.roles.iter().map(|r| r.role.as_str()).collect()
+    }
+
+    /// The tags that will be signed, each once, in the order given.
+    #[must_use]
+    pub fn tags(&self) -> Vec<&str> {
+        let mut tags: Vec<&str> = Vec::new();
+        for tag in self.roles.iter().flat_map(|r| r.tags.iter()) {
+            if !tags.contains(&tag.as_str()) {
+                tags.push(tag);
+            }
+        }
+        tags
+    }
+}
+
+impl Signer {
+    /// `key`, named `given_id` by the user, for the GUN of `client`.
+    #[must_use]
+    pub fn new(client: Client, key: SigningKey, given_id: &str) -> Self {
+        Self {
+            client,
+            key,
+            given_id: given_id.trim().to_ascii_lowercase(),
+        }
+    }
+
+    /// The GUN.
+    #[must_use]
+    pub fn gun(&self) -> &str {
+        self.client.gun()
+    }
+
+    /// The server, `https://host[:port]`.
+    #[must_use]
+    pub fn server(&self) -> String {
+        self.client.server()
+    }
+
+    /// `text` without the secrets of the connection.
+    #[must_use]
+    pub fn scrub(&self, text: String) -> String {
+        self.client.scrub(text)
+    }
+
+    /// Everything that can be known before pushing: the verified trust data, a server
+    /// that signs snapshots, the key's id, and the roles that will sign `tags`; `now` is
+    /// seconds since the epoch.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn prepare(&self, tags: &[&str], now: i64) -> Result<Plan> {
+        let mut served = self.fetch(&[]).await?;
+        let repository = self.verify(&served, now)?;
+        self.check_snapshot(&repository).await?;
+        self.check_key_id(&repository)?;
+        let roles = self.choose(&repository, tags)?;
+        let existing: Vec<String> = roles
+            .iter()
+            .filter(|r| r.role != "targets" && repository.snapshot_lists(&r.role))
+            .map(|r| r.role.clone())
+            .collect();
+        if existing.is_empty() {
+            return Ok(Plan { repository, roles });
+        }
+        for role in existing {
+            let bytes = self.required(&role).await?;
+            served.delegations.push((role, bytes));
+        }
+        let repository = self.verify(&served, now)?;
+        Ok(Plan { repository, roles })
+    }
+
+    /// Signs the plan's roles with its tags set to `manifest` (the exact bytes pushed),
+    /// publishes them, and checks that the server's verified trust data now lists them.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn publish(&self, plan: &Plan, manifest: &[u8], now: i64) -> Result<()> {
+        let mut files = Vec::new();
+        for role in &plan.roles {
+            let previous: Option<&Envelope> = if role.role == "targets" {
+                Some(&plan.repository.targets)
+            } else {
+                plan.repository.delegations.get(&role.role)
+            };
+            let tags: Vec<&str> = role.tags.iter().map(String::as_str).collect();
+            let bytes = tuf::sign_target(&role.role, previous, &tags, manifest, &self.key, &role.keyid, now)
+                .map_err(|source| Error::Sign {
+                    role: role.role.clone(),
+                    source,
+                })?;
+            files.push((role.role.clone(), bytes));
+        }
+        tracing::debug!("publishing {} to {}", plan.roles().join(", "), self.server());
+        self.client
+            .publish(&files)
+            .await
+            .map_err(|source| Error::Publish {
+                gun: self.gun().to_owned(),
+                server: self.server(),
+                source,
+            })?;
+        self.confirm(plan, manifest, now).await
+    }
+
+    /// Reads the trust data back and checks every tag is listed with `manifest`.
+    async fn confirm(&self, plan: &Plan, manifest: &[u8], now: i64) -> Result<()> {
+        let delegations: Vec<&str> = plan
+            .roles
+            .iter()
+            .map(|r| r.role.as_str())
+            .filter(|r| *r != "targets")
+            .collect();
+        let served = self.fetch(&delegations).await?;
+        let repository = self.verify(&served, now)?;
+        let sha256 = {
+            use base64::Engine as _;
+            use sha2::Digest as _;
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(manifest))
+        };
+        for role in &plan.roles {
+            let envelope = if role.role == "targets" {
+                Some(&repository.targets)
+            } else {
+                repository.delegations.get(&role.role)
+            };
+            for tag in &role.tags {
+                let listed = envelope
+                    .and_then(|e| e.signed.get("targets"))
+                    .and_then(|t| t.get(tag.as_str()));
+                let matches = listed.is_some_and(|entry| {
+                    entry.get("length").and_then(serde_json::Value::as_u64) == Some(manifest.len() as u64)
+                        && entry
+                            .pointer("/hashes/sha256")
+                            .and_then(serde_json::Value::as_str)
+                            == Some(sha256.as_str())
+                });
+                if !matches {
+                    return Err(Error::NotApplied {
+                        gun: self.gun().to_owned(),
+                        server: self.server(),
+                        role: role.role.clone(),
+                        tag: tag.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// root, timestamp, snapshot, targets and the `delegations` named.
+    async fn fetch(&self, delegations: &[&str]) -> Result<Served> {
+        let root = self
+            .client
+            .role("root")
+            .await?
+            .ok_or_else(|| Error::NotInitialised {
+                gun: self.gun().to_owned(),
+                server: self.server(),
+            })?;
+        let mut served = Served {
+            root,
+            timestamp: self.required("timestamp").await?,
+            snapshot: self.required("snapshot").await?,
+            targets: self.required("targets").await?,
+            delegations: Vec::new(),
+        };
+        for role in delegations {
+            served
+                .delegations
+                .push(((*role).to_owned(), self.required(role).await?));
+        }
+        Ok(served)
+    }
+
+    async fn required(&self, role: &str) -> Result<Vec<u8>> {
+        self.client.role(role).await?.ok_or_else(|| Error::Missing {
+            gun: self.gun().to_owned(),
+            server: self.server(),
+            role: role.to_owned(),
+        })
+    }
+
+    fn verify(&self, served: &Served, now: i64) -> Result<Repository> {
+        Repository::verify(served, now).map_err(|source| Error::Tuf {
+            gun: self.gun().to_owned(),
+            server: self.server(),
+            source,
+        })
+    }
+
+    /// Fails unless the key the server signs snapshots with is root's snapshot key.
+    async fn check_snapshot(&self, repository: &Repository) -> Result<()> {
+        let served = self.client.server_key("snapshot").await?;
+        let id = key::listed_key_id(&served.keytype, &served.keyval.public);
+        if id.is_some_and(|id| repository.keyids_of("snapshot").contains(&id)) {
+            return Ok(());
+        }
+        Err(Error::ClientSnapshot {
+            gun: self.gun().to_owned(),
+            server: self.server(),
+        })
+    }
+
+    /// Whether `listed` (listed under `id`) is our key, and `id` really is its id.
+    fn is_ours(&self, id: &str, listed: &PublicKey) -> bool {
+        self.key.is_listed_as(&listed.keytype, &listed.keyval.public)
+            && key::listed_key_id(&listed.keytype, &listed.keyval.public).as_deref() == Some(id)
+    }
+
+    /// Fails unless the id given is the key's canonical id, or one the trust data lists
+    /// the key under (the id of its certificate).
+    fn check_key_id(&self, repository: &Repository) -> Result<()> {
+        let canonical = self.key.key_id();
+        if self.given_id == canonical {
+            return Ok(());
+        }
+        let listed: Vec<String> = repository
+            .all_keys()
+            .into_iter()
+            .filter(|(id, k)| self.is_ours(id, k))
+            .map(|(id, _)| id)
+            .filter(|id| *id != canonical)
+            .collect();
+        if listed.contains(&self.given_id) {
+            return Ok(());
+        }
+        let mut actual = canonical;
+        if !listed.is_empty() {
+            actual = format!("{actual} (listed in the trust data as {})", listed.join(", "));
+        }
+        Err(Error::KeyId {
+            given: self.given_id.clone(),
+            actual,
+        })
+    }
+
+    /// The listed id of our key among `keyids` of `role`.
+    fn our_keyid(&self, repository: &Repository, role: &str, keyids: &[String]) -> Option<String> {
+        keyids
+            .iter()
+            .find(|id| {
+                repository
+                    .listed_key(role, id)
+                    .is_some_and(|listed| self.is_ours(id, &listed))
+            })
+            .cloned()
+    }
+
+    /// What the key's PEM headers say, when they do not match: for the messages.
+    fn hint(&self) -> String {
+        match (self.key.role(), self.key.gun()) {
+            (_, Some(gun)) if gun != self.gun() => {
+                format!("; the key's PEM says it is for {gun}, not {}", self.gun())
+            }
+            (Some("root"), _) => "; the key's PEM says it is the root key, which never signs tags".to_owned(),
+            _ => String::new(),
+        }
+    }
+
+    /// The roles that sign `tags`, Docker's way.
+    fn choose(&self, repository: &Repository, tags: &[&str]) -> Result<Vec<RolePlan>> {
+        let gun = self.gun().to_owned();
+        let our_id = self.key.key_id();
+        let delegations = repository.delegation_roles().map_err(|source| Error::Tuf {
+            gun: gun.clone(),
+            server: self.server(),
+            source,
+        })?;
+        if delegations.is_empty() {
+            let keyids = repository.keyids_of("targets");
+            let Some(listed_id) = self.our_keyid(repository, "targets", &keyids) else {
+                return Err(Error::NotTargetsKey {
+                    key_id: our_id,
+                    gun,
+                    listed: keyids.join(", "),
+                    hint: self.hint(),
+                });
+            };
+            let threshold = repository.threshold_of("targets");
+            if threshold > 1 {
+                return Err(Error::Threshold {
+                    role: "targets".to_owned(),
+                    gun,
+                    threshold,
+                });
+            }
+            return Ok(vec![RolePlan {
+                role: "targets".to_owned(),
+                keyid: listed_id,
+                tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            }]);
+        }
+        let mut roles = Vec::new();
+        for delegation in &delegations {
+            if !is_safe_role_name(&delegation.name) {
+                tracing::debug!(
+                    "skipping delegation {:?}: not a role name we publish",
+                    delegation.name
+                );
+                continue;
+            }
+            let Some(listed_id) = self.our_keyid(repository, &delegation.name, &delegation.keyids) else {
+                continue;
+            };
+            let allowed: Vec<String> = tags
+                .iter()
+                .filter(|t| delegation.allows(t))
+                .map(|t| (*t).to_owned())
+                .collect();
+            if allowed.is_empty() {
+                continue;
+            }
+            if delegation.threshold > 1 {
+                return Err(Error::Threshold {
+                    role: delegation.name.clone(),
+                    gun,
+                    threshold: delegation.threshold,
+                });
+            }
+            roles.push(RolePlan {
+                role: delegation.name.clone(),
+                keyid: listed_id,
+                tags: allowed,
+            });
+        }
+        if let Some(tag) = tags
+            .iter()
+            .find(|t| !roles.iter().any(|r| r.tags.iter().any(|x| x == *t)))
+        {
+            let listed: Vec<String> = delegations
+                .iter()
+                .map(|d| {
+                    let paths: Vec<String> = d.paths.iter().map(|p| format!("{p:?}")).collect();
+                    format!(
+                        "{} (keys {}; paths {})",
+                        d.name,
+                        d.keyids.join(", "),
+                        paths.join(", ")
+                    )
+                })
+                .collect();
+            return Err(Error::NoDelegation {
+                key_id: our_id,
+                tag: (*tag).to_owned(),
+                gun,
+                delegations: listed.join("; "),
+                hint: self.hint(),
+            });
+        }
+        if roles.len() > MAX_SIGNED_ROLES {
+            return Err(Error::TooManyRoles {
+                gun,
+                count: roles.len(),
+            });
+        }
+        Ok(roles)
+    }
+}
+
+/// `targets/<name>` of letters, digits, `_`, `-` and `.` (not `.` or `..`): what the
+/// publish request can name safely.
+fn is_safe_role_name(role: &str) -> bool {
+    role.strip_prefix("targets/").is_some_and(|name| {
+        !name.is_empty()
+            && name != "."
+            && name != ".."
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_names() {
+        for good in ["targets/releases", "targets/alice", "targets/ci-bot.2"] {
+            assert!(is_safe_role_name(good), "{good}");
+        }
+        for bad in [
+            "targets",
+            "targets/",
+            "targets/..",
+            "targets/a/b",
+            "targets/a\"b",
+            "targets/a\r\n",
+            "root",
+        ] {
+            assert!(!is_safe_role_name(bad), "{bad}");
+        }
+    }
+}
