@@ -589,6 +589,12 @@ fn a_publish_refused_after_the_push_fails_out_saying_the_image_is_unsigned() {
             && line.contains("INVALID_UPDATE"),
         "{line}"
     );
+    assert!(
+        out.stderr
+            .contains("reading it again and signing anew (attempt 5 of 5)"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(registry_tags(&reg, "team/raced"), vec!["stable".to_owned()]);
     assert_eq!(trusted(&notary, &gun), vec![]);
     assert_no_secrets(&out, &[PASSPHRASE, &key]);
@@ -616,4 +622,41 @@ fn a_docker_hub_repository_is_signed_under_its_docker_io_gun() {
     out.one_json_line("out");
     assert_eq!(trusted(&notary, gun), rows(&["stable"], &digest, "targets"));
     assert_eq!(registry_tags(&reg, "team/hub"), vec!["stable".to_owned()]);
+}
+
+#[test]
+fn pushes_racing_for_one_repository_all_end_up_signed() {
+    // each out reads the trust data, pushes, then publishes: a writer whose publish went
+    // stale in between reads it again and signs anew
+    let reg = Registry::start(Auth::None, false);
+    let notary = Notary::start();
+    let gun = format!("{}/team/busy", reg.host);
+    let (key, id) = notary.init(&notary.trust_dir("owner"), &gun);
+    let writers: Vec<(String, std::path::PathBuf, String)> = (0..4)
+        .map(|i| {
+            let src = notary.scratch(&format!("src-{i}"));
+            let digest = image_file(&src, "image.tar", &format!("writer {i}"));
+            (format!("w{i}"), src, digest)
+        })
+        .collect();
+    let outs: Vec<Output> = std::thread::scope(|scope| {
+        let handles: Vec<_> = writers
+            .iter()
+            .map(|(tag, src, _)| {
+                let mut source = trust_source(&reg, &notary, "team/busy", &key, &id);
+                source["tag"] = json!(tag);
+                scope.spawn(move || push(&source, json!({"image": "image.tar"}), src))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for out in &outs {
+        out.one_json_line("out");
+    }
+    let mut expected: Vec<(String, String, String)> = writers
+        .iter()
+        .map(|(tag, _, digest)| (tag.clone(), digest.clone(), "targets".to_owned()))
+        .collect();
+    expected.sort();
+    assert_eq!(trusted(&notary, &gun), expected);
 }

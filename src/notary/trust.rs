@@ -17,6 +17,11 @@ use super::tuf::{self, Envelope, PublicKey, Repository, Served, TufError};
 /// and a signer's own; past this the server is playing games.
 pub const MAX_SIGNED_ROLES: usize = 16;
 
+/// Times one signing is published when the server refuses it as stale (another writer
+/// published in between): each time the trust data is read again and the roles signed
+/// anew.
+pub const PUBLISH_ATTEMPTS: usize = 5;
+
 /// Why signing cannot be done, or was not.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -266,10 +271,38 @@ impl Signer {
 
     /// Signs the plan's roles with its tags set to `manifest` (the exact bytes pushed),
     /// publishes them, and checks that the server's verified trust data now lists them.
+    /// A publish the server refuses as invalid (400: most often stale, because another
+    /// writer published since the trust data was read) is prepared afresh and made again,
+    /// [`PUBLISH_ATTEMPTS`] times in all.
     ///
     /// # Errors
     /// See [`Error`].
     pub async fn publish(&self, plan: &Plan, manifest: &[u8], now: i64) -> Result<()> {
+        let tags: Vec<String> = plan.tags().into_iter().map(str::to_owned).collect();
+        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        let mut replanned: Option<Plan> = None;
+        let mut attempt = 1;
+        loop {
+            let result = self
+                .publish_once(replanned.as_ref().unwrap_or(plan), manifest, now)
+                .await;
+            match result {
+                Err(Error::Publish { source, .. }) if attempt < PUBLISH_ATTEMPTS && is_refusal(&source) => {
+                    tracing::warn!(
+                        "{} refused the new trust data ({}); reading it again and signing anew (attempt {} of {PUBLISH_ATTEMPTS})",
+                        self.server(),
+                        self.scrub(source.to_string()),
+                        attempt + 1
+                    );
+                    replanned = Some(self.prepare(&tags, now).await?);
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn publish_once(&self, plan: &Plan, manifest: &[u8], now: i64) -> Result<()> {
         let mut files = Vec::new();
         for role in &plan.roles {
             let previous: Option<&Envelope> = if role.role == "targets" {
@@ -550,6 +583,11 @@ impl Signer {
         }
         Ok(roles)
     }
+}
+
+/// Whether the server refused a publish as invalid (400), as it refuses a stale one.
+fn is_refusal(error: &client::Error) -> bool {
+    matches!(error, client::Error::Http(e) if e.status() == Some(reqwest::StatusCode::BAD_REQUEST))
 }
 
 /// `targets/<name>` of letters, digits, `_`, `-` and `.` (not `.` or `..`): what the
