@@ -61,7 +61,7 @@ pub async fn run(request: OutRequest, src: &Path, backoff: Backoff) -> Result<St
     let client = remote.origin();
     let repository = remote.repository();
     let tag_list: Vec<&str> = tags.iter().map(Tag::as_str).collect();
-    let trust = prepare_trust(source, repository, &tag_list, backoff).await?;
+    let trust = prepare_trust(source, repository, &tag_list, &plan.root.bytes, backoff).await?;
     let pushing = |source| Error::Push {
         repository: repository.to_string(),
         source,
@@ -113,6 +113,7 @@ async fn prepare_trust(
     source: &crate::source::Source,
     repository: &crate::reference::Repository,
     tags: &[&str],
+    manifest: &[u8],
     backoff: Backoff,
 ) -> Result<Option<(Signer, trust::Plan)>> {
     let Some(settings) = &source.content_trust else {
@@ -120,7 +121,7 @@ async fn prepare_trust(
     };
     let signer = connect::notary(source, settings, repository, backoff).await?;
     let signing = signer
-        .prepare(tags, now())
+        .prepare(tags, manifest, now())
         .await
         .map_err(|e| Error::TrustNotReady {
             tags: tags.join(" "),

@@ -660,3 +660,65 @@ fn pushes_racing_for_one_repository_all_end_up_signed() {
     expected.sort();
     assert_eq!(trusted(&notary, &gun), expected);
 }
+
+#[test]
+fn a_tag_the_targets_key_signed_for_another_digest_is_refused_before_a_delegation_push() {
+    // notary list (and notary's own look-ups) read targets before the delegations: a
+    // signature only in targets/releases would stay hidden behind the old one
+    let reg = Registry::start(Auth::None, false);
+    let notary = Notary::start();
+    let gun = format!("{}/team/shadow", reg.host);
+    let owner = notary.trust_dir("owner");
+    notary.init(&owner, &gun);
+    let keys = notary.scratch("keys");
+    let old = keys.join("old.bin");
+    std::fs::write(&old, "an old image").unwrap();
+    notary.cli(&owner, &["add", "-p", &gun, "stable", old.to_str().unwrap()]);
+    let (cert, key) = delegation_key(&keys, "ci", false);
+    notary.cli(
+        &owner,
+        &[
+            "delegation",
+            "add",
+            "-p",
+            &gun,
+            "targets/releases",
+            cert.to_str().unwrap(),
+            "--all-paths",
+        ],
+    );
+    let src = notary.scratch("src");
+    image_file(&src, "image.tar", "new");
+    let mut source = trust_source(&reg, &notary, "team/shadow", &key, &canonical_id(&key));
+    source["content_trust"]
+        .as_object_mut()
+        .unwrap()
+        .remove("repository_passphrase");
+    let before = trusted(&notary, &gun);
+    let out = push(&source, json!({"image": "image.tar"}), &src);
+    let line = out.error_line();
+    assert!(
+        line.contains("tag stable of")
+            && line.contains("also signed in targets")
+            && line.contains("nothing was pushed"),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("notary -s {} remove {gun} stable -p", notary.url)),
+        "{line}"
+    );
+    assert!(registry_tags(&reg, "team/shadow").is_empty());
+    assert_eq!(trusted(&notary, &gun), before);
+
+    // once the owner removes it, the delegation's signature is what notary list shows
+    notary.cli(&owner, &["remove", "-p", &gun, "stable"]);
+    let out = push(&source, json!({"image": "image.tar"}), &src);
+    let digest = out.one_json_line("out")["version"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        trusted(&notary, &gun),
+        rows(&["stable"], &digest, "targets/releases")
+    );
+}

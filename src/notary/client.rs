@@ -7,14 +7,12 @@
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::Method;
+use sha2::{Digest as _, Sha256};
 
 use crate::transport::{self, Call, Identity, Options, Transport, SMALL_BODY_TIMEOUT};
 
 /// The largest role file read (a targets role with tens of thousands of signed tags).
 pub const METADATA_LIMIT: usize = 16 * 1024 * 1024;
-
-/// The boundary between the parts of a publish request, lengthened until no part holds it.
-const BOUNDARY: &str = "registry-image-notary-publish-7c1f3e";
 
 /// What the server did not do.
 #[derive(Debug, thiserror::Error)]
@@ -183,13 +181,23 @@ impl Client {
 /// (role names are checked to be `targets` or `targets/<name>` of safe characters), and
 /// its boundary.
 fn multipart(roles: &[(String, Vec<u8>)]) -> (String, Vec<u8>) {
-    let mut boundary = BOUNDARY.to_owned();
-    while roles
-        .iter()
-        .any(|(_, bytes)| bytes.windows(boundary.len()).any(|w| w == boundary.as_bytes()))
-    {
-        boundary.push('x');
-    }
+    // The boundary is a hash of the parts: for a part to hold it, the part would have to
+    // hold a hash of itself. One pass checks anyway, and a salt makes another.
+    let mut salt = 0u32;
+    let boundary = loop {
+        let mut hasher = Sha256::new();
+        hasher.update(salt.to_be_bytes());
+        for (role, bytes) in roles {
+            hasher.update(role.as_bytes());
+            hasher.update(bytes);
+        }
+        let boundary = format!("registry-image-{}", hex::encode(hasher.finalize()));
+        let held = |bytes: &[u8]| bytes.windows(boundary.len()).any(|w| w == boundary.as_bytes());
+        if !roles.iter().any(|(_, bytes)| held(bytes)) {
+            break boundary;
+        }
+        salt += 1;
+    };
     let mut body = Vec::new();
     for (role, bytes) in roles {
         body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
@@ -210,12 +218,14 @@ mod tests {
 
     #[test]
     fn a_multipart_body_has_one_files_part_per_role() {
-        let tricky = format!("{{\"a\":\"--{BOUNDARY}\"}}");
         let (boundary, body) = multipart(&[
-            ("targets".to_owned(), tricky.into_bytes()),
+            ("targets".to_owned(), b"{\"a\":\"--registry-image-\"}".to_vec()),
             ("targets/releases".to_owned(), b"{}".to_vec()),
         ]);
-        assert_ne!(boundary, BOUNDARY, "a part held the boundary");
+        assert!(
+            boundary.starts_with("registry-image-") && boundary.len() > 64,
+            "{boundary}"
+        );
         let text = String::from_utf8(body).unwrap();
         assert_eq!(text.matches("name=\"files\"").count(), 2);
         assert!(text.contains(

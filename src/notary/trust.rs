@@ -62,6 +62,35 @@ pub enum Error {
         #[source]
         source: TufError,
     },
+    /// A role of the chain is past its expiry.
+    #[error(
+        "{role}.json of {gun} on {server} expired at {expires}; {}",
+        expired_hint(role, gun, server)
+    )]
+    Expired {
+        /// The GUN.
+        gun: String,
+        /// The server.
+        server: String,
+        /// The role.
+        role: String,
+        /// When.
+        expires: String,
+    },
+    /// A tag that `targets` lists for another manifest, where we sign delegations only.
+    #[error(
+        "tag {tag} of {gun} is also signed in targets, for another digest, and notary list (like every client \
+         that reads targets first) would keep trusting that one over a delegation's signature; remove it once \
+         with the repository's targets key (`notary -s {server} remove {gun} {tag} -p`), or sign with that key"
+    )]
+    Shadowed {
+        /// The tag.
+        tag: String,
+        /// The GUN.
+        gun: String,
+        /// The server.
+        server: String,
+    },
     /// The snapshot is signed by a client's key, which this resource does not hold.
     #[error(
         "{server} does not sign the snapshots of {gun}: its snapshot key is held by a client, and this resource \
@@ -170,6 +199,19 @@ pub enum Error {
 
 type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What to do about an expired role.
+fn expired_hint(role: &str, gun: &str, server: &str) -> String {
+    match role {
+        "timestamp" | "snapshot" => {
+            format!("the server signs {role} itself and should have renewed it: check {server}'s clock and logs")
+        }
+        "root" => format!(
+            "its owner re-signs it with the root key of {gun} (the notary CLI does when a key is rotated, `notary -s {server} key rotate {gun} targets -p`)"
+        ),
+        _ => format!("its owner renews it once: `notary -s {server} witness {gun} {role} -p`"),
+    }
+}
+
 /// A repository key, the id it was named by, and the GUN's server.
 #[derive(Debug)]
 pub struct Signer {
@@ -241,18 +283,20 @@ impl Signer {
         self.client.scrub(text)
     }
 
-    /// Everything that can be known before pushing: the verified trust data, a server
-    /// that signs snapshots, the key's id, and the roles that will sign `tags`; `now` is
+    /// Everything that can be known before pushing `manifest` (its exact bytes): the
+    /// verified trust data, a server that signs snapshots, the key's id, the roles that
+    /// will sign `tags`, and no other signature of a tag that clients read first; `now` is
     /// seconds since the epoch.
     ///
     /// # Errors
     /// See [`Error`].
-    pub async fn prepare(&self, tags: &[&str], now: i64) -> Result<Plan> {
+    pub async fn prepare(&self, tags: &[&str], manifest: &[u8], now: i64) -> Result<Plan> {
         let mut served = self.fetch(&[]).await?;
         let repository = self.verify(&served, now)?;
         self.check_snapshot(&repository).await?;
         self.check_key_id(&repository)?;
         let roles = self.choose(&repository, tags)?;
+        self.check_shadow(&repository, &roles, manifest)?;
         let existing: Vec<String> = roles
             .iter()
             .filter(|r| r.role != "targets" && repository.snapshot_lists(&r.role))
@@ -294,7 +338,7 @@ impl Signer {
                         self.scrub(source.to_string()),
                         attempt + 1
                     );
-                    replanned = Some(self.prepare(&tags, now).await?);
+                    replanned = Some(self.prepare(&tags, manifest, now).await?);
                     attempt += 1;
                 }
                 other => return other,
@@ -340,11 +384,7 @@ impl Signer {
             .collect();
         let served = self.fetch(&delegations).await?;
         let repository = self.verify(&served, now)?;
-        let sha256 = {
-            use base64::Engine as _;
-            use sha2::Digest as _;
-            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(manifest))
-        };
+        let sha256 = sha256_b64(manifest);
         for role in &plan.roles {
             let envelope = if role.role == "targets" {
                 Some(&repository.targets)
@@ -352,16 +392,8 @@ impl Signer {
                 repository.delegations.get(&role.role)
             };
             for tag in &role.tags {
-                let listed = envelope
-                    .and_then(|e| e.signed.get("targets"))
-                    .and_then(|t| t.get(tag.as_str()));
-                let matches = listed.is_some_and(|entry| {
-                    entry.get("length").and_then(serde_json::Value::as_u64) == Some(manifest.len() as u64)
-                        && entry
-                            .pointer("/hashes/sha256")
-                            .and_then(serde_json::Value::as_str)
-                            == Some(sha256.as_str())
-                });
+                let matches = lists(envelope, tag, manifest.len(), &sha256) == Some(true)
+                    && lists(Some(&repository.targets), tag, manifest.len(), &sha256) != Some(false);
                 if !matches {
                     return Err(Error::NotApplied {
                         gun: self.gun().to_owned(),
@@ -409,11 +441,39 @@ impl Signer {
     }
 
     fn verify(&self, served: &Served, now: i64) -> Result<Repository> {
-        Repository::verify(served, now).map_err(|source| Error::Tuf {
-            gun: self.gun().to_owned(),
-            server: self.server(),
-            source,
+        Repository::verify(served, now).map_err(|source| match source {
+            TufError::Expired { role, expires } => Error::Expired {
+                gun: self.gun().to_owned(),
+                server: self.server(),
+                role,
+                expires,
+            },
+            source => Error::Tuf {
+                gun: self.gun().to_owned(),
+                server: self.server(),
+                source,
+            },
         })
+    }
+
+    /// Fails when a tag signed into delegations only is also in `targets` for another
+    /// manifest: `notary list` and notary's own look-ups read `targets` first, and would
+    /// go on trusting that one.
+    fn check_shadow(&self, repository: &Repository, roles: &[RolePlan], manifest: &[u8]) -> Result<()> {
+        if roles.iter().any(|r| r.role == "targets") {
+            return Ok(());
+        }
+        let sha256 = sha256_b64(manifest);
+        for tag in roles.iter().flat_map(|r| r.tags.iter()) {
+            if lists(Some(&repository.targets), tag, manifest.len(), &sha256) == Some(false) {
+                return Err(Error::Shadowed {
+                    tag: tag.clone(),
+                    gun: self.gun().to_owned(),
+                    server: self.server(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Fails unless the key the server signs snapshots with is root's snapshot key.
@@ -442,13 +502,12 @@ impl Signer {
         if self.given_id == canonical {
             return Ok(());
         }
-        let listed: Vec<String> = repository
-            .all_keys()
+        let mut listed: Vec<String> = self
+            .our_ids(repository)
             .into_iter()
-            .filter(|(id, k)| self.is_ours(id, k))
-            .map(|(id, _)| id)
             .filter(|id| *id != canonical)
             .collect();
+        listed.sort();
         if listed.contains(&self.given_id) {
             return Ok(());
         }
@@ -462,16 +521,15 @@ impl Signer {
         })
     }
 
-    /// The listed id of our key among `keyids` of `role`.
-    fn our_keyid(&self, repository: &Repository, role: &str, keyids: &[String]) -> Option<String> {
-        keyids
-            .iter()
-            .find(|id| {
-                repository
-                    .listed_key(role, id)
-                    .is_some_and(|listed| self.is_ours(id, &listed))
-            })
-            .cloned()
+    /// The ids the trust data lists our key under (each checked to be the id of what it
+    /// lists), found once: a role's key ids are then only looked up.
+    fn our_ids(&self, repository: &Repository) -> std::collections::HashSet<String> {
+        repository
+            .all_keys()
+            .into_iter()
+            .filter(|(id, k)| self.is_ours(id, k))
+            .map(|(id, _)| id)
+            .collect()
     }
 
     /// What the key's PEM headers say, when they do not match: for the messages.
@@ -489,6 +547,8 @@ impl Signer {
     fn choose(&self, repository: &Repository, tags: &[&str]) -> Result<Vec<RolePlan>> {
         let gun = self.gun().to_owned();
         let our_id = self.key.key_id();
+        let ours = self.our_ids(repository);
+        let our_keyid = |keyids: &[String]| keyids.iter().find(|id| ours.contains(*id)).cloned();
         let delegations = repository.delegation_roles().map_err(|source| Error::Tuf {
             gun: gun.clone(),
             server: self.server(),
@@ -496,11 +556,11 @@ impl Signer {
         })?;
         if delegations.is_empty() {
             let keyids = repository.keyids_of("targets");
-            let Some(listed_id) = self.our_keyid(repository, "targets", &keyids) else {
+            let Some(listed_id) = our_keyid(&keyids) else {
                 return Err(Error::NotTargetsKey {
                     key_id: our_id,
                     gun,
-                    listed: keyids.join(", "),
+                    listed: shown_list(keyids.iter().cloned()),
                     hint: self.hint(),
                 });
             };
@@ -527,7 +587,7 @@ impl Signer {
                 );
                 continue;
             }
-            let Some(listed_id) = self.our_keyid(repository, &delegation.name, &delegation.keyids) else {
+            let Some(listed_id) = our_keyid(&delegation.keyids) else {
                 continue;
             };
             let allowed: Vec<String> = tags
@@ -555,24 +615,25 @@ impl Signer {
             .iter()
             .find(|t| !roles.iter().any(|r| r.tags.iter().any(|x| x == *t)))
         {
-            let listed: Vec<String> = delegations
-                .iter()
-                .map(|d| {
-                    let paths: Vec<String> = d.paths.iter().map(|p| format!("{p:?}")).collect();
-                    format!(
-                        "{} (keys {}; paths {})",
-                        d.name,
-                        d.keyids.join(", "),
-                        paths.join(", ")
-                    )
-                })
-                .collect();
+            let listed = shown_list(
+                delegations
+                    .iter()
+                    .map(|d| format!("{} (keys {}; paths {:?})", d.name, d.keyids.join(", "), d.paths)),
+            );
+            let mut hint = self.hint();
+            let targets_keys = repository.keyids_of("targets");
+            if our_keyid(&targets_keys).is_some() {
+                hint.push_str(
+                    "; the key is the repository's targets key, and with delegations present Docker (and this \
+                     resource) signs only into delegations",
+                );
+            }
             return Err(Error::NoDelegation {
                 key_id: our_id,
                 tag: (*tag).to_owned(),
                 gun,
-                delegations: listed.join("; "),
-                hint: self.hint(),
+                delegations: listed,
+                hint,
             });
         }
         if roles.len() > MAX_SIGNED_ROLES {
@@ -583,6 +644,47 @@ impl Signer {
         }
         Ok(roles)
     }
+}
+
+/// Whether `envelope` lists `tag` as the manifest of `length` bytes and base64 `sha256`:
+/// `None` when it does not list the tag at all.
+fn lists(envelope: Option<&Envelope>, tag: &str, length: usize, sha256: &str) -> Option<bool> {
+    let entry = envelope?.signed.get("targets")?.get(tag)?;
+    Some(
+        entry.get("length").and_then(serde_json::Value::as_u64) == Some(length as u64)
+            && entry
+                .pointer("/hashes/sha256")
+                .and_then(serde_json::Value::as_str)
+                == Some(sha256),
+    )
+}
+
+/// The base64 SHA-256 of `bytes`, as targets list it.
+fn sha256_b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(bytes))
+}
+
+/// How many delegations or keys a message lists before "and N more".
+pub const LISTED_IN_MESSAGES: usize = 8;
+
+/// At most [`LISTED_IN_MESSAGES`] of `items`, each quoted with escapes and cut at 200
+/// characters (they come from the server), then how many more there are.
+fn shown_list(items: impl IntoIterator<Item = String>) -> String {
+    let items: Vec<String> = items.into_iter().collect();
+    let mut shown: Vec<String> = items
+        .iter()
+        .take(LISTED_IN_MESSAGES)
+        .map(|i| format!("{:?}", i.chars().take(200).collect::<String>()))
+        .collect();
+    if items.len() > LISTED_IN_MESSAGES {
+        shown.push(format!("and {} more", items.len() - LISTED_IN_MESSAGES));
+    }
+    if shown.is_empty() {
+        return "none".to_owned();
+    }
+    shown.join(", ")
 }
 
 /// Whether the server refused a publish as invalid (400), as it refuses a stale one.

@@ -222,9 +222,12 @@ impl Envelope {
     pub fn verify(&self, all_keys: &BTreeMap<String, PublicKey>, keys: &RoleKeys) -> Result<()> {
         let message = self.canonical()?;
         let threshold = keys.threshold.max(1);
+        let listed: std::collections::HashSet<&String> = keys.keyids.iter().collect();
         let mut valid = std::collections::BTreeSet::new();
+        // one try per listed key: a server cannot make us check a key's signature twice
+        let mut tried = std::collections::HashSet::new();
         for signature in &self.signatures {
-            if !keys.keyids.contains(&signature.keyid) || valid.contains(&signature.keyid) {
+            if !listed.contains(&signature.keyid) || !tried.insert(signature.keyid.as_str()) {
                 continue;
             }
             let Some(public) = all_keys.get(&signature.keyid) else {
@@ -318,6 +321,8 @@ pub struct Repository {
     /// Delegated targets roles that exist, by name.
     pub delegations: BTreeMap<String, Envelope>,
     root_keys: BTreeMap<String, PublicKey>,
+    /// What `targets` delegates, parsed once.
+    delegated: Delegations,
 }
 
 /// A role of `targets` delegations, as listed.
@@ -411,14 +416,23 @@ impl Repository {
             targets,
             delegations,
             root_keys,
+            delegated,
         })
     }
 
     fn delegations_of(targets: &Envelope) -> Result<Delegations> {
-        match targets.signed.get("delegations") {
-            None | Some(Value::Null) => Ok(Delegations::default()),
-            Some(_) => targets.field("delegations"),
+        let delegations: Delegations = match targets.signed.get("delegations") {
+            None | Some(Value::Null) => Delegations::default(),
+            Some(_) => targets.field("delegations")?,
+        };
+        if delegations.roles.len() > MAX_DELEGATIONS || delegations.keys.len() > MAX_DELEGATIONS {
+            return Err(targets.shape(format!(
+                "delegations lists {} roles and {} keys, more than {MAX_DELEGATIONS}",
+                delegations.roles.len(),
+                delegations.keys.len()
+            )));
         }
+        Ok(delegations)
     }
 
     /// The delegations `targets` lists (top level only).
@@ -426,29 +440,20 @@ impl Repository {
     /// # Errors
     /// When they do not parse.
     pub fn delegation_roles(&self) -> Result<Vec<Delegation>> {
-        Ok(Self::delegations_of(&self.targets)?
+        Ok(self
+            .delegated
             .roles
-            .into_iter()
+            .iter()
             .filter(|d| d.name.starts_with("targets/") && d.name.matches('/').count() == 1)
+            .cloned()
             .collect())
-    }
-
-    /// The key listed for `id` in root (for its roles) or in the delegations.
-    #[must_use]
-    pub fn listed_key(&self, role: &str, id: &str) -> Option<PublicKey> {
-        if ROOT_ROLES.contains(&role) {
-            return self.root_keys.get(id).cloned();
-        }
-        Self::delegations_of(&self.targets).ok()?.keys.get(id).cloned()
     }
 
     /// Every key of the repository by id: root's, then the delegations' (without those
     /// whose id root already uses).
     #[must_use]
     pub fn all_keys(&self) -> BTreeMap<String, PublicKey> {
-        let mut keys = Self::delegations_of(&self.targets)
-            .map(|d| d.keys)
-            .unwrap_or_default();
+        let mut keys = self.delegated.keys.clone();
         keys.extend(self.root_keys.clone());
         keys
     }
@@ -487,6 +492,10 @@ impl Repository {
     }
 }
 
+/// The most delegations (roles, and keys) `targets` may list: Docker's repositories have a
+/// handful, one per signer.
+pub const MAX_DELEGATIONS: usize = 1_000;
+
 /// The roles root lists keys for.
 const ROOT_ROLES: [&str; 4] = ["root", "targets", "snapshot", "timestamp"];
 
@@ -512,7 +521,15 @@ pub fn sign_target(
         || serde_json::json!({"_type": "Targets", "delegations": {"keys": {}, "roles": []}, "targets": {}, "version": 0}),
         |p| p.signed.clone(),
     );
-    let version = body.get("version").and_then(Value::as_u64).unwrap_or(0) + 1;
+    let version = body
+        .get("version")
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+        .checked_add(1)
+        .ok_or_else(|| TufError::Shape {
+            role: role.to_owned(),
+            what: "version cannot be raised".to_owned(),
+        })?;
     let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
     let entry = serde_json::json!({
         "hashes": {"sha256": b64(&Sha256::digest(manifest)), "sha512": b64(&Sha512::digest(manifest))},
@@ -578,7 +595,7 @@ fn parse_time(text: &str) -> Option<i64> {
         let (oh, om) = o[1..].split_once(':')?;
         (
             c,
-            sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60),
+            sign * (i64::from(oh.parse::<u8>().ok()?) * 3600 + i64::from(om.parse::<u8>().ok()?) * 60),
         )
     };
     let clock = clock.split('.').next()?;
@@ -588,7 +605,14 @@ fn parse_time(text: &str) -> Option<i64> {
         t.next()?.parse().ok()?,
         t.next()?.parse().ok()?,
     );
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || min > 59 || s > 60 {
+    if !(0..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+        || !(0..=23).contains(&h)
+        || !(0..=59).contains(&min)
+        || !(0..=60).contains(&s)
+        || offset.abs() > 24 * 3600
+    {
         return None;
     }
     Some(days_from_civil(y, m, day) * 86_400 + h * 3600 + min * 60 + s - offset)
@@ -643,12 +667,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn too_many_delegations_are_refused() {
+        let roles: Vec<Value> = (0..=MAX_DELEGATIONS)
+            .map(|i| serde_json::json!({"name": format!("targets/r{i}"), "keyids": [], "threshold": 1, "paths": [""]}))
+            .collect();
+        let targets = Envelope {
+            role: "targets".to_owned(),
+            signed: serde_json::json!({"_type": "Targets", "delegations": {"keys": {}, "roles": roles}}),
+            signatures: Vec::new(),
+        };
+        let err = Repository::delegations_of(&targets).unwrap_err();
+        assert!(err.to_string().contains("more than 1000"), "{err}");
+    }
+
+    #[test]
+    fn a_version_that_cannot_be_raised_is_refused() {
+        let pem = include_str!("../../tests/fixtures/notary/targets-ecdsa-pkcs8.pem");
+        let key = key::SigningKey::from_pem(&crate::secret::Secret::new(pem), None).unwrap();
+        let previous = Envelope {
+            role: "targets".to_owned(),
+            signed: serde_json::json!({"_type": "Targets", "targets": {}, "version": u64::MAX}),
+            signatures: Vec::new(),
+        };
+        let err = sign_target("targets", Some(&previous), &["v1"], b"{}", &key, "id", 0).unwrap_err();
+        assert!(matches!(err, TufError::Shape { .. }), "{err}");
+    }
+
+    #[test]
     fn times() {
         assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_time("2026-12-01T10:00:00.123456789Z"), Some(1_796_119_200));
         assert_eq!(parse_time("2026-12-01T11:00:00+01:00"), Some(1_796_119_200));
         assert_eq!(parse_time("2026-13-01T00:00:00Z"), None);
         assert_eq!(parse_time("yesterday"), None);
+        // hostile numbers are refused, not overflowed
+        assert_eq!(parse_time("9223372036854775807-01-01T00:00:00Z"), None);
+        assert_eq!(parse_time("2026-01-01T00:00:00+99:00"), None);
+        assert_eq!(parse_time("2026-01-01T00:00:00+999999999999:00"), None);
         assert_eq!(format_time(1_796_119_200), "2026-12-01T10:00:00Z");
         for t in [
             0,

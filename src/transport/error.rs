@@ -327,11 +327,11 @@ pub(crate) async fn status_error(
             .and_then(Result::ok)
             .unwrap_or_default()
     };
-    let (codes, mut message) = parse_envelope(&body);
+    let (codes, mut message) = parse_envelope(&body, scrub);
     if message.is_empty() {
         // A HEAD has no body; a refused token still says why in its challenge.
         if let Some(reason) = response_challenge_error(&headers) {
-            message = sanitize(&reason);
+            message = sanitize(&scrub(reason));
         }
     }
     Error::Status {
@@ -339,7 +339,7 @@ pub(crate) async fn status_error(
         url,
         status,
         codes,
-        message: scrub(message),
+        message,
         retry_after,
     }
 }
@@ -349,8 +349,12 @@ fn response_challenge_error(headers: &reqwest::header::HeaderMap) -> Option<Stri
     super::challenge::challenge_error(value)
 }
 
-/// The codes and messages of an OCI error envelope, or a one-line excerpt of another body.
-pub(crate) fn parse_envelope(body: &[u8]) -> (Vec<OciErrorCode>, String) {
+/// The codes and messages of an OCI error envelope, or a one-line excerpt of another body,
+/// with `scrub` applied before anything is cut (a secret cut in two would escape it).
+pub(crate) fn parse_envelope(
+    body: &[u8],
+    scrub: &(dyn Fn(String) -> String + Sync),
+) -> (Vec<OciErrorCode>, String) {
     if let Ok(envelope) = serde_json::from_slice::<OciEnvelope>(body) {
         let messages: Vec<String> = envelope
             .errors
@@ -359,9 +363,10 @@ pub(crate) fn parse_envelope(body: &[u8]) -> (Vec<OciErrorCode>, String) {
             .filter(|m| !m.is_empty())
             .collect();
         let codes = envelope.errors.into_iter().map(|e| e.code).collect();
-        return (codes, sanitize(&messages.join("; ")));
+        return (codes, sanitize(&scrub(messages.join("; "))));
     }
-    (Vec::new(), excerpt(body))
+    let text = scrub(String::from_utf8_lossy(body).into_owned());
+    (Vec::new(), excerpt(text.as_bytes()))
 }
 
 /// The first line of a body, for messages (see [`sanitize`]).
@@ -453,8 +458,10 @@ mod tests {
 
     #[test]
     fn envelope_codes_and_messages_reach_the_message() {
+        let keep = |t: String| t;
         let (codes, msg) = parse_envelope(
             br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#,
+            &keep,
         );
         assert_eq!(codes, vec![OciErrorCode::ManifestUnknown]);
         let mut e = status(404, codes);
@@ -466,9 +473,22 @@ mod tests {
             "GET http://r/v2/p/manifests/x: 404 Not Found (MANIFEST_UNKNOWN: manifest unknown)"
         );
         assert_eq!(
-            parse_envelope(b"\n  <html>oops</html>\nmore").1,
+            parse_envelope(b"\n  <html>oops</html>\nmore", &keep).1,
             "<html>oops</html>"
         );
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_before_the_message_is_cut_or_cleaned() {
+        let secret = "hunter2-very-secret\tpassword";
+        let scrub = |t: String| t.replace(secret, "<redacted>");
+        // the secret straddles the cut at MESSAGE_LIMIT characters, and holds a tab
+        let body = format!("{}bad password {secret} end", "a".repeat(MESSAGE_LIMIT - 20));
+        let (_, message) = parse_envelope(body.as_bytes(), &scrub);
+        assert!(!message.contains("hunter2"), "{message}");
+        let envelope = serde_json::json!({"errors": [{"code": "UNAUTHORIZED", "message": body}]});
+        let (_, message) = parse_envelope(envelope.to_string().as_bytes(), &scrub);
+        assert!(!message.contains("hunter2"), "{message}");
     }
 
     #[test]

@@ -198,7 +198,14 @@ impl Transport {
             })
             .transpose()?;
         let secrets = match &identity.credentials {
-            Credentials::Basic { password, .. } => vec![password.expose().to_owned()],
+            // a server echoing the Authorization header shows the pair in base64
+            Credentials::Basic { username, password } => vec![
+                password.expose().to_owned(),
+                base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    format!("{username}:{}", password.expose()),
+                ),
+            ],
             Credentials::RefreshToken { token } => vec![token.expose().to_owned()],
             Credentials::Anonymous => Vec::new(),
         };

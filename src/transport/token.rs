@@ -116,12 +116,12 @@ pub(crate) async fn fetch_token(
         let body = read_limited(response, super::error::ERROR_BODY_LIMIT)
             .await
             .unwrap_or_default();
-        let (_, message) = parse_envelope(&body);
+        let (_, message) = parse_envelope(&body, scrub);
         return Err(Error::Token {
             host: host.to_owned(),
             realm: realm.to_owned(),
             status,
-            message: scrub(token_error_message(&body).map_or(message, |m| sanitize(&m))),
+            message: token_error_message(&body).map_or(message, |m| sanitize(&scrub(m))),
             retry_after,
             origin: origin.to_owned(),
         });
