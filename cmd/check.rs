@@ -8,7 +8,19 @@ use registry_image::{check, cli, source::CheckRequest, Backoff};
 #[global_allocator]
 static ALLOCATOR: registry_image::alloc::Recycling = registry_image::alloc::Recycling;
 
+const STEP: cli::Step = cli::Step {
+    name: "check",
+    summary: "Concourse `check` of the registry-image resource: the current digest of the source's tag.",
+    stdin: r#"{"source": {...}, "version": {"digest": "sha256:..."}} (version: the cursor, optional)"#,
+    stdout: r#"the versions, oldest first: [{"tag": "latest", "digest": "sha256:..."}]"#,
+    argument: None,
+    example: r#"echo '{"source":{"repository":"busybox"}}' | check"#,
+};
+
 fn main() -> ExitCode {
+    if let Err(code) = cli::command_line(&STEP) {
+        return code;
+    }
     cli::finish(run().map_err(|e| format!("{e:#}")))
 }
 

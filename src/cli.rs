@@ -1,12 +1,100 @@
 //! What the three binaries share: reading the request, logging, the runtime, the response.
 //! Kept here so each `cmd/*.rs` stays a dozen lines.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal as _, Read, Write};
+use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+
+/// The crate's version and the git commit the binaries were built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("REGISTRY_IMAGE_COMMIT"),
+    ")"
+);
+
+/// Where the user contract is.
+pub const README: &str = "README.md at the root of the registry-image source repository";
+
+/// What a binary says about itself in `--help`.
+#[derive(Debug, Clone, Copy)]
+pub struct Step {
+    /// `check`, `in` or `out`.
+    pub name: &'static str,
+    /// One line: what it does.
+    pub summary: &'static str,
+    /// What it reads on stdin.
+    pub stdin: &'static str,
+    /// What it prints on stdout.
+    pub stdout: &'static str,
+    /// Its one argument, name and meaning, if it takes one.
+    pub argument: Option<(&'static str, &'static str)>,
+    /// A command line a user can run.
+    pub example: &'static str,
+}
+
+/// Reads the command line: answers `--help` and `--version` (exit 0), refuses anything
+/// but the step's one argument (exit 1, one line), and returns that argument. On a
+/// terminal, says on stderr that a JSON request is awaited on stdin.
+///
+/// # Errors
+/// The exit code to end with, once the answer or the error has been printed.
+pub fn command_line(step: &Step) -> std::result::Result<Option<PathBuf>, std::process::ExitCode> {
+    let mut command = clap::Command::new(step.name)
+        .version(VERSION)
+        .about(step.summary)
+        .long_about(format!(
+            "{}\n\nstdin: {}\nstdout: {}\nstderr: logs; on failure, one line `error: ...` and exit status 1.",
+            step.summary, step.stdin, step.stdout
+        ))
+        .after_help(format!("Example:\n  {}\n\nReference: {README}", step.example))
+        .help_template("{about-section}\n{usage-heading} {usage}\n\n{all-args}{after-help}\n");
+    if let Some((name, help)) = step.argument {
+        command = command.arg(
+            clap::Arg::new(name)
+                .required(true)
+                .value_parser(clap::value_parser!(PathBuf))
+                .help(help),
+        );
+    }
+    match command.try_get_matches_from(std::env::args_os()) {
+        Ok(matches) => {
+            if std::io::stdin().is_terminal() {
+                eprintln!(
+                    "{}: reading a JSON request on stdin (paste it, then Ctrl-D); `{} --help` shows an example",
+                    step.name, step.name
+                );
+            }
+            Ok(step
+                .argument
+                .and_then(|(name, _)| matches.get_one::<PathBuf>(name).cloned()))
+        }
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                print!("{e}");
+                return Err(std::process::ExitCode::SUCCESS);
+            }
+            let text = e.to_string();
+            let first = match (e.kind(), step.argument) {
+                (ErrorKind::MissingRequiredArgument, Some((name, _))) => {
+                    format!("error: {name} path not specified")
+                }
+                _ => text.lines().next().unwrap_or_default().to_owned(),
+            };
+            let usage = step.argument.map_or_else(
+                || step.name.to_owned(),
+                |(name, _)| format!("{} <{name}>", step.name),
+            );
+            eprintln!("{} (usage: {usage}; see {} --help)", first.trim_end(), step.name);
+            Err(std::process::ExitCode::FAILURE)
+        }
+    }
+}
 
 /// Largest request read from stdin (real ones are a few KiB, CA certificates included).
 pub const REQUEST_LIMIT: u64 = 4 * 1024 * 1024;
