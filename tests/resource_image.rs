@@ -169,3 +169,28 @@ fn the_resource_image_fetches_and_runs_itself() {
         "the resource checks itself"
     );
 }
+
+#[test]
+fn the_dockerfiles_build_and_test_what_this_suite_tests() {
+    // Docker is not part of the suite; what the Dockerfiles run is: the locked release
+    // build for the platform's musl target, the test command, and the binaries and CA
+    // bundle where the tests above put them.
+    for base in ["alpine", "ubuntu"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("dockerfiles/{base}/Dockerfile"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        for needle in [
+            "AS builder",
+            "x86_64-unknown-linux-musl",
+            "aarch64-unknown-linux-musl",
+            "cargo build --release --locked --target \"$target\" --bins",
+            "AS tests",
+            "RUN scripts/test",
+            "ca-certificates",
+            "COPY --from=builder /assets/ /opt/resource/",
+        ] {
+            assert!(text.contains(needle), "{}: no {needle:?}", path.display());
+        }
+        let last_stage = text.lines().filter(|l| l.starts_with("FROM ")).last().unwrap();
+        assert!(last_stage.ends_with("AS resource"), "{base}: the default stage is {last_stage}");
+    }
+}
