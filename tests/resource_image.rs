@@ -191,6 +191,9 @@ fn the_dockerfiles_build_and_test_what_this_suite_tests() {
             assert!(text.contains(needle), "{}: no {needle:?}", path.display());
         }
         let last_stage = text.lines().filter(|l| l.starts_with("FROM ")).last().unwrap();
-        assert!(last_stage.ends_with("AS resource"), "{base}: the default stage is {last_stage}");
+        assert!(
+            last_stage.ends_with("AS resource"),
+            "{base}: the default stage is {last_stage}"
+        );
     }
 }
