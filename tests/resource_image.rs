@@ -190,7 +190,7 @@ fn the_dockerfiles_build_and_test_what_this_suite_tests() {
         ] {
             assert!(text.contains(needle), "{}: no {needle:?}", path.display());
         }
-        let last_stage = text.lines().filter(|l| l.starts_with("FROM ")).last().unwrap();
+        let last_stage = text.lines().rfind(|l| l.starts_with("FROM ")).unwrap();
         assert!(
             last_stage.ends_with("AS resource"),
             "{base}: the default stage is {last_stage}"
