@@ -197,3 +197,67 @@ fn the_dockerfiles_build_and_test_what_this_suite_tests() {
         );
     }
 }
+
+#[test]
+fn the_resource_image_can_be_built_on_a_base_image_fetched_by_in() {
+    let reg = Registry::start(Auth::None, true);
+    let mut layer = support::layer::Layer::new();
+    layer.file("hello.txt", b"hello", 0o644);
+    let tar = layer.tar();
+    let app = Image::from_layers(vec![(support::layer::gzip(&tar), tar)], OCI_MANIFEST, "amd64");
+    let app_digest = reg.push("app", "latest", &app);
+    let ca = reg.ca_pem.clone().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let bundle = work.path().join("bundle.crt");
+    std::fs::write(&bundle, &ca).unwrap();
+    // the base: the app image, as `in` writes it with format: oci
+    let base = work.path().join("base");
+    let out = bin::run(
+        "in",
+        &json!({"source": {"repository": reg.repo("app"), "ca_certs": [ca]},
+                "version": {"digest": app_digest}, "params": {"format": "oci"}}),
+        &[base.to_str().unwrap()],
+    );
+    out.one_json_line("in");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-resource-image");
+    let output = work.path().join("out/image.tar");
+    let run = Command::new(&script)
+        .arg("--bin-dir")
+        .arg(bin_dir())
+        .arg("--ca-bundle")
+        .arg(&bundle)
+        .arg("--base")
+        .arg(base.join("image.tar"))
+        .arg("--output")
+        .arg(&output)
+        .args(["--push", &format!("{}:on-base", reg.repo("resource")), "--source"])
+        .arg(json!({"ca_certs": [ca]}).to_string())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let digest = String::from_utf8(run.stdout)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    let dest = work.path().join("fetched");
+    let out = bin::run(
+        "in",
+        &json!({"source": {"repository": reg.repo("resource"), "tag": "on-base", "ca_certs": [ca]},
+                "version": {"digest": digest}}),
+        &[dest.to_str().unwrap()],
+    );
+    out.one_json_line("in");
+    // the base's file and the resource's binaries, one over the other
+    assert_eq!(
+        std::fs::read_to_string(dest.join("rootfs/hello.txt")).unwrap(),
+        "hello"
+    );
+    let (ok, stdout, stderr) = check_in_chroot(
+        &dest.join("rootfs"),
+        &json!({"source": {"repository": reg.repo("app")}}),
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains(&app_digest), "{stdout}");
+}
