@@ -306,7 +306,7 @@ impl Signer {
             return Ok(Plan { repository, roles });
         }
         for role in existing {
-            let bytes = self.required(&role).await?;
+            let bytes = self.listed(&served.snapshot, &role).await?;
             served.delegations.push((role, bytes));
         }
         let repository = self.verify(&served, now)?;
@@ -417,19 +417,34 @@ impl Signer {
                 gun: self.gun().to_owned(),
                 server: self.server(),
             })?;
+        let timestamp = self.required("timestamp").await?;
+        let snapshot = self.listed(&timestamp, "snapshot").await?;
+        let targets = self.listed(&snapshot, "targets").await?;
         let mut served = Served {
             root,
-            timestamp: self.required("timestamp").await?,
-            snapshot: self.required("snapshot").await?,
-            targets: self.required("targets").await?,
+            timestamp,
+            snapshot,
+            targets,
             delegations: Vec::new(),
         };
         for role in delegations {
-            served
-                .delegations
-                .push(((*role).to_owned(), self.required(role).await?));
+            let bytes = self.listed(&served.snapshot, role).await?;
+            served.delegations.push(((*role).to_owned(), bytes));
         }
         Ok(served)
+    }
+
+    /// `role` as its parent (timestamp for snapshot, snapshot for the rest) lists it: by
+    /// the sha256 listed (`<role>.<hex>.json`), so that a publish by another writer
+    /// between two reads cannot pair a snapshot with a newer role; by name when the parent
+    /// lists no hash or the server keeps no such file. The chain check still verifies it.
+    async fn listed(&self, parent: &[u8], role: &str) -> Result<Vec<u8>> {
+        if let Some(hex) = listed_sha256(parent, role) {
+            if let Some(bytes) = self.client.role(&format!("{role}.{hex}")).await? {
+                return Ok(bytes);
+            }
+        }
+        self.required(role).await
     }
 
     async fn required(&self, role: &str) -> Result<Vec<u8>> {
@@ -657,6 +672,21 @@ fn lists(envelope: Option<&Envelope>, tag: &str, length: usize, sha256: &str) ->
                 .and_then(serde_json::Value::as_str)
                 == Some(sha256),
     )
+}
+
+/// The hex sha256 that the metadata `parent` lists for `role` in its `meta`, if any.
+fn listed_sha256(parent: &[u8], role: &str) -> Option<String> {
+    use base64::Engine as _;
+    let parent: serde_json::Value = serde_json::from_slice(parent).ok()?;
+    let b64 = parent
+        .get("signed")?
+        .get("meta")?
+        .get(role)?
+        .get("hashes")?
+        .get("sha256")?
+        .as_str()?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    (raw.len() == 32).then(|| hex::encode(raw))
 }
 
 /// The base64 SHA-256 of `bytes`, as targets list it.
