@@ -1,18 +1,26 @@
 //! The README's pipeline examples are what the binaries accept: every `source` (and `get`
 //! params) in its YAML blocks goes through `in` with `skip_download`, which validates the
-//! whole request and touches no network. (The by-hand commands and the first run are
-//! `scripts/demo`, which CI runs.)
+//! whole request and touches no network. The by-hand commands run against a local
+//! registry, their Docker Hub and `127.0.0.1:5000` repositories pointed at it. (The first
+//! run is `scripts/demo`, which CI runs.)
 
 mod support;
 
 use std::process::Command;
 
 use serde_json::{json, Value};
+use support::archive::oci_archive;
 use support::bin;
+use support::image::{tar_with_file, Image, OCI_MANIFEST};
+use support::registry::Registry;
+
+fn readme() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap()
+}
 
 /// Every YAML block of the README as JSON, parsed by PyYAML.
 fn yaml_blocks() -> Vec<Value> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme = readme();
     let mut blocks = Vec::new();
     let mut lines = readme.lines();
     while let Some(line) = lines.next() {
@@ -110,5 +118,77 @@ fn every_source_in_the_readme_is_accepted() {
             std::fs::read_to_string(dest.path().join("digest")).unwrap(),
             digest
         );
+    }
+}
+
+/// Every `echo '<request>' | <path>/<binary> [dir]` line of the README's `sh` blocks, as
+/// (binary, request text, directory), in the README's order.
+fn by_hand_commands() -> Vec<(String, String, Option<String>)> {
+    let readme = readme();
+    let mut commands = Vec::new();
+    for block in readme.split("```sh\n").skip(1) {
+        let block = block.split("```").next().unwrap();
+        for line in block.lines() {
+            let Some(rest) = line.strip_prefix("echo '") else {
+                continue;
+            };
+            let (request, command) = rest.split_once("' | ").unwrap();
+            let mut words = command.split_whitespace();
+            let binary = words.next().unwrap().rsplit('/').next().unwrap().to_owned();
+            commands.push((binary, request.to_owned(), words.next().map(str::to_owned)));
+        }
+    }
+    commands
+}
+
+#[test]
+fn the_by_hand_commands_work_against_a_registry() {
+    let reg = Registry::plain();
+    let image = Image::from_layers(
+        vec![(
+            support::image::gzip(&tar_with_file("bin/hello", b"hi\n")),
+            tar_with_file("bin/hello", b"hi\n"),
+        )],
+        OCI_MANIFEST,
+        "amd64",
+    );
+    let digest = reg.push("library/busybox", "latest", &image);
+    reg.push("app", "1.10", &image);
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir(work.path().join("build")).unwrap();
+    let archive_digest = oci_archive(&[(&image, "amd64")], &work.path().join("build/image.tar"));
+
+    let commands = by_hand_commands();
+    assert_eq!(
+        commands.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
+        ["check", "check", "in", "out"]
+    );
+    for (binary, request, dir) in commands {
+        let request = request.replace("sha256:<digest>", &digest);
+        let mut request: Value = serde_json::from_str(&request)
+            .unwrap_or_else(|e| panic!("the README's {binary} request is not JSON: {e}"));
+        let repository = request["source"]["repository"].as_str().unwrap().to_owned();
+        request["source"]["repository"] = json!(match repository.as_str() {
+            "busybox" => reg.repo("library/busybox"),
+            other => reg.repo(other.strip_prefix("127.0.0.1:5000/").unwrap()),
+        });
+        let dir = dir.map(|d| {
+            work.path()
+                .join(d.trim_start_matches("./").trim_start_matches('/'))
+        });
+        let args: Vec<&str> = dir.iter().map(|d| d.to_str().unwrap()).collect();
+        let out = bin::run(&binary, &request, &args).one_json_line(&binary);
+        match binary.as_str() {
+            "check" => {
+                let tag = request["source"]["tag"].as_str().unwrap_or("latest");
+                assert_eq!(out, json!([{"digest": digest, "tag": tag}]), "{request}");
+            }
+            "in" => {
+                assert_eq!(out["version"]["digest"], json!(digest));
+                let dir = dir.unwrap();
+                assert!(dir.join("image.tar").is_file(), "format oci writes image.tar");
+            }
+            _ => assert_eq!(out["version"]["digest"], json!(archive_digest)),
+        }
     }
 }
