@@ -14,10 +14,9 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 use crate::compression::Compression;
-use crate::digest::Digest;
+use crate::digest::{Algorithm, Digest, Hasher};
 use crate::manifest::{Descriptor, Document, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 
 /// gzip level for layers compressed on the way out: fast, and fixed so output is repeatable.
@@ -407,7 +406,7 @@ fn locate_blob(files: &Files, d: &Descriptor) -> Result<Location, ArchiveError> 
 
 fn read_manifest(files: &Files, d: &Descriptor) -> Result<ManifestToPush, ArchiveError> {
     let bytes = files.read(&locate_blob(files, d)?)?;
-    if Digest::sha256(&bytes) != d.digest {
+    if !d.digest.matches(&bytes) {
         return Err(ArchiveError::BadBlob {
             path: files.root.clone(),
             digest: d.digest.clone(),
@@ -553,16 +552,23 @@ fn prepare_layer(loc: Location) -> io::Result<(Blob, &'static str)> {
 }
 
 /// sha256 and length of what is written to it.
-#[derive(Default)]
 struct HashingWriter {
-    hasher: Sha256,
+    hasher: Hasher,
     size: u64,
+}
+
+impl Default for HashingWriter {
+    fn default() -> Self {
+        Self {
+            hasher: Algorithm::Sha256.hasher(),
+            size: 0,
+        }
+    }
 }
 
 impl HashingWriter {
     fn finish(self) -> (Digest, u64) {
-        let digest = format!("sha256:{}", hex::encode(self.hasher.finalize()));
-        (digest.parse().expect("sha256 hex is a digest"), self.size)
+        (self.hasher.finish(), self.size)
     }
 }
 

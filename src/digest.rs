@@ -1,13 +1,15 @@
-//! `Digest`: a validated content address (`sha256:<64 hex>`), and sha256 of bytes.
+//! `Digest`: a validated content address (`sha256:<64 hex>` or `sha512:<128 hex>`), and
+//! the hashing that checks bytes against one.
 //!
 //! Follows the OCI image spec's descriptor digest grammar; only the registered algorithms
-//! `sha256` and `sha512` are accepted, with lowercase hex of the right length.
+//! `sha256` and `sha512` are accepted, with lowercase hex of the right length, and content
+//! is always checked with the algorithm its digest names.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sha2::{Digest as _, Sha256};
+use sha2::{Digest as _, Sha256, Sha512};
 
 /// A content digest such as `sha256:e3b0c442…`.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -43,17 +45,89 @@ pub enum DigestError {
     },
 }
 
+/// A registered digest algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    /// SHA-256, the canonical one: what registries name content by.
+    Sha256,
+    /// SHA-512.
+    Sha512,
+}
+
+impl Algorithm {
+    /// A hasher of this algorithm.
+    #[must_use]
+    pub fn hasher(self) -> Hasher {
+        match self {
+            Self::Sha256 => Hasher::Sha256(Sha256::new()),
+            Self::Sha512 => Hasher::Sha512(Box::default()),
+        }
+    }
+
+    /// The digest of `bytes` with this algorithm.
+    #[must_use]
+    pub fn digest(self, bytes: &[u8]) -> Digest {
+        let mut hasher = self.hasher();
+        hasher.update(bytes);
+        hasher.finish()
+    }
+}
+
+/// A running hash of one [`Algorithm`].
+#[derive(Clone)]
+pub enum Hasher {
+    /// SHA-256.
+    Sha256(Sha256),
+    /// SHA-512 (boxed: it is twice the size).
+    Sha512(Box<Sha512>),
+}
+
+impl Hasher {
+    /// Adds `bytes`.
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Self::Sha256(h) => h.update(bytes),
+            Self::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    /// The digest of everything added.
+    #[must_use]
+    pub fn finish(self) -> Digest {
+        match self {
+            Self::Sha256(h) => Digest(format!("sha256:{}", hex::encode(h.finalize()))),
+            Self::Sha512(h) => Digest(format!("sha512:{}", hex::encode(h.finalize()))),
+        }
+    }
+}
+
 impl Digest {
     /// The sha256 digest of `bytes`.
     #[must_use]
     pub fn sha256(bytes: &[u8]) -> Self {
-        Self(format!("sha256:{}", hex::encode(Sha256::digest(bytes))))
+        Algorithm::Sha256.digest(bytes)
     }
 
-    /// The digest a finished sha256 hasher holds.
+    /// The algorithm this digest names.
     #[must_use]
-    pub fn sha256_of(hasher: Sha256) -> Self {
-        Self(format!("sha256:{}", hex::encode(hasher.finalize())))
+    pub fn algorithm(&self) -> Algorithm {
+        if self.0.starts_with("sha512:") {
+            Algorithm::Sha512
+        } else {
+            Algorithm::Sha256
+        }
+    }
+
+    /// Whether `bytes` hash to this digest, with its own algorithm.
+    #[must_use]
+    pub fn matches(&self, bytes: &[u8]) -> bool {
+        self.algorithm().digest(bytes) == *self
+    }
+
+    /// The digest of `bytes` with this digest's algorithm (to name what was found instead).
+    #[must_use]
+    pub fn of_same_kind(&self, bytes: &[u8]) -> Self {
+        self.algorithm().digest(bytes)
     }
 
     /// The whole digest, `algorithm:hex`.
@@ -147,11 +221,12 @@ pub enum VerifyError {
     },
 }
 
-/// Checks `seen` bytes hashed into `hasher` against a descriptor's digest and size.
+/// Checks `seen` bytes hashed into `hasher` (made by `expected.algorithm()`) against a
+/// descriptor's digest and size.
 ///
 /// # Errors
-/// The size or the sha256 differs.
-pub fn verify_sha256(expected: &Digest, size: u64, seen: u64, hasher: Sha256) -> Result<(), VerifyError> {
+/// The size or the hash differs.
+pub fn verify(expected: &Digest, size: u64, seen: u64, hasher: Hasher) -> Result<(), VerifyError> {
     if seen != size {
         return Err(VerifyError::Size {
             expected: expected.clone(),
@@ -159,7 +234,7 @@ pub fn verify_sha256(expected: &Digest, size: u64, seen: u64, hasher: Sha256) ->
             found: seen,
         });
     }
-    let found = Digest::sha256_of(hasher);
+    let found = hasher.finish();
     if &found != expected {
         return Err(VerifyError::Digest {
             expected: expected.clone(),
@@ -173,17 +248,17 @@ pub fn verify_sha256(expected: &Digest, size: u64, seen: u64, hasher: Sha256) ->
 /// blob longer than its descriptor cannot run on.
 pub struct Hashing<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Hasher,
     seen: u64,
     limit: u64,
 }
 
 impl<R: std::io::Read> Hashing<R> {
-    /// Wraps `inner`, which should produce `limit` bytes.
-    pub fn new(inner: R, limit: u64) -> Self {
+    /// Wraps `inner`, which should produce `limit` bytes hashing with `algorithm`.
+    pub fn new(inner: R, limit: u64, algorithm: Algorithm) -> Self {
         Self {
             inner,
-            hasher: Sha256::new(),
+            hasher: algorithm.hasher(),
             seen: 0,
             limit,
         }
@@ -192,9 +267,9 @@ impl<R: std::io::Read> Hashing<R> {
     /// Checks what was read against `expected` (and the limit as the size).
     ///
     /// # Errors
-    /// The size or the sha256 differs.
+    /// The size or the hash differs.
     pub fn verify(self, expected: &Digest) -> Result<(), VerifyError> {
-        verify_sha256(expected, self.limit, self.seen, self.hasher)
+        verify(expected, self.limit, self.seen, self.hasher)
     }
 }
 
@@ -224,22 +299,43 @@ mod tests {
         use std::io::Read;
         let data = b"hello world";
         let good = Digest::sha256(data);
-        let mut r = Hashing::new(&data[..], 11);
+        let mut r = Hashing::new(&data[..], 11, Algorithm::Sha256);
         r.read_to_end(&mut Vec::new()).unwrap();
         assert!(r.verify(&good).is_ok());
-        let mut r = Hashing::new(&data[..], 11);
+        let mut r = Hashing::new(&data[..], 11, Algorithm::Sha256);
         r.read_to_end(&mut Vec::new()).unwrap();
         assert!(matches!(
             r.verify(&Digest::sha256(b"x")),
             Err(VerifyError::Digest { .. })
         ));
-        let mut r = Hashing::new(&data[..], 12);
+        let mut r = Hashing::new(&data[..], 12, Algorithm::Sha256);
         r.read_to_end(&mut Vec::new()).unwrap();
         assert!(matches!(
             r.verify(&good),
             Err(VerifyError::Size { found: 11, .. })
         ));
-        assert!(Hashing::new(&data[..], 4).read_to_end(&mut Vec::new()).is_err());
+        assert!(Hashing::new(&data[..], 4, Algorithm::Sha256)
+            .read_to_end(&mut Vec::new())
+            .is_err());
+    }
+
+    #[test]
+    fn sha512_digests_are_checked_with_sha512() {
+        let data = b"hello world";
+        let d = Algorithm::Sha512.digest(data);
+        assert!(d.as_str().starts_with("sha512:"));
+        assert_eq!(d.hex().len(), 128);
+        assert_eq!(d.as_str().parse::<Digest>().unwrap(), d);
+        assert!(d.matches(data));
+        assert!(!d.matches(b"hello worle"));
+        assert!(!Digest::sha256(data).matches(b"x"));
+        assert_eq!(d.of_same_kind(b"x").algorithm(), Algorithm::Sha512);
+        // The well-known SHA-512 of "abc".
+        assert_eq!(
+            Algorithm::Sha512.digest(b"abc").hex(),
+            "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a\
+             2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
+        );
     }
 
     #[test]

@@ -12,11 +12,8 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
-use sha2::{Digest as _, Sha256};
-
 use crate::compression::decompress;
 use crate::connect::Remote;
-use crate::digest::verify_sha256;
 use crate::error::LayerError;
 use crate::manifest::Descriptor;
 use crate::progress::Bar;
@@ -117,7 +114,7 @@ pub fn download(
     let client = client.clone();
     let (digest, size) = (blob.digest.clone(), blob.size);
     let task = tokio::spawn(async move {
-        let hasher = std::sync::Mutex::new(Sha256::new());
+        let hasher = std::sync::Mutex::new(digest.algorithm().hasher());
         let observe = |chunk: &[u8], done| {
             if verify {
                 if let Ok(mut h) = hasher.lock() {
@@ -135,7 +132,7 @@ pub fn download(
                 let hasher = hasher
                     .into_inner()
                     .map_err(|_| LayerError::Read(io::Error::other("hasher poisoned")))?;
-                verify_sha256(&digest, size, delivered, hasher).map_err(LayerError::Verify)
+                crate::digest::verify(&digest, size, delivered, hasher).map_err(LayerError::Verify)
             }
             _ => Ok(()),
         }

@@ -419,7 +419,7 @@ async fn write_tarball(
             ahead.take(|n| fetch::download(client, &layers[n], bars[n].clone(), false));
         let (digest, size) = (layer.digest.clone(), layer.size);
         let written = tokio::task::spawn_blocking(move || {
-            let mut hashing = Hashing::new(&mut reader, size);
+            let mut hashing = Hashing::new(&mut reader, size, digest.algorithm());
             writer
                 .add_blob(&digest, size, &mut hashing)
                 .map_err(LayerError::Read)?;

@@ -32,8 +32,9 @@ pub struct ImageEntry<'a> {
     pub tag: &'a str,
 }
 
+/// `blobs/<algorithm>/<hex>`, as the image layout names blobs.
 fn blob_path(digest: &Digest) -> String {
-    format!("blobs/sha256/{}", digest.hex())
+    format!("blobs/{}", digest.as_str().replacen(':', "/", 1))
 }
 
 fn header(size: u64) -> tar::Header {

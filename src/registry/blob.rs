@@ -90,11 +90,10 @@ impl Client {
                 limit,
             })
             .await?;
-        let found = Digest::sha256(&body);
-        if &found != digest {
+        if !digest.matches(&body) {
             return Err(Error::BlobDigest {
                 url,
-                found: found.to_string(),
+                found: digest.of_same_kind(&body).to_string(),
             });
         }
         Ok(body)

@@ -54,6 +54,17 @@ pub enum Error {
         /// Request URL.
         url: String,
     },
+    /// A manifest or config whose body is not a whole JSON document: cut short by a
+    /// connection that ended (transient: it is fetched again).
+    #[error(
+        "{url} gave {received} bytes that are not one whole JSON document (cut short, or not a manifest)"
+    )]
+    DocumentCut {
+        /// Request URL.
+        url: String,
+        /// Bytes received.
+        received: usize,
+    },
     /// A blob body that ended before its size (transient: it is resumed).
     #[error("blob {url} ended after {delivered} of {size} bytes")]
     BlobCut {
@@ -147,7 +158,7 @@ impl Retryable for Error {
     fn is_transient(&self) -> bool {
         match self {
             Self::Http(e) => e.is_transient(),
-            Self::BlobCut { .. } => true,
+            Self::BlobCut { .. } | Self::DocumentCut { .. } => true,
             _ => false,
         }
     }

@@ -124,20 +124,23 @@ impl Client {
                 Error::ManifestTooLarge { url, limit }
             })
             .await?;
-        let digest = Digest::sha256(&body);
         if let Target::Digest(wanted) = target {
-            if wanted.as_str().starts_with("sha256:") && *wanted != digest {
+            if !wanted.matches(&body) {
                 return Err(Error::ManifestDigest {
                     url,
-                    found: digest.to_string(),
+                    found: wanted.of_same_kind(&body).to_string(),
                 });
             }
+            return Ok((body, wanted.clone()));
         }
+        let digest = Digest::sha256(&body);
         Ok((body, digest))
     }
 
-    /// GETs `path` whole, with retries, refusing a body over `limit` with the error
-    /// `too_large` makes of the URL and the limit. Returns the URL and the body.
+    /// GETs the JSON document at `path` whole, with retries, refusing a body over `limit`
+    /// with the error `too_large` makes of the URL and the limit. A body that is not one
+    /// whole JSON value (a connection that ended early, with no length to tell) is fetched
+    /// again. Returns the URL and the body.
     async fn get_whole(
         &self,
         path: &str,
@@ -154,8 +157,16 @@ impl Client {
             .backoff()
             .retry(|| async {
                 let response = self.transport.execute(&call).await?;
-                self.read_whole(response, limit, || too_large(url.clone(), limit))
-                    .await
+                let body = self
+                    .read_whole(response, limit, || too_large(url.clone(), limit))
+                    .await?;
+                if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+                    return Err(Error::DocumentCut {
+                        url: url.clone(),
+                        received: body.len(),
+                    });
+                }
+                Ok(body)
             })
             .await?;
         Ok((url, body))

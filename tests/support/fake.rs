@@ -31,6 +31,11 @@ pub enum Reply {
     Hangup,
     /// 200 with a `Content-Length` of the first value, but only these bytes, then close.
     Truncated(usize, Vec<u8>),
+    /// These bytes as they are (status line, headers and all), then close: a body that
+    /// ends with the connection, or anything malformed.
+    Raw(Vec<u8>),
+    /// These bytes one at a time, each after `every`, then close: a trickling server.
+    Trickle(Vec<u8>, std::time::Duration),
 }
 
 impl Reply {
@@ -152,6 +157,20 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Request>>) {
         };
         match handler(&request, nth) {
             Reply::Hangup => return,
+            Reply::Raw(bytes) => {
+                let _ = stream.write_all(&bytes);
+                let _ = stream.flush();
+                return;
+            }
+            Reply::Trickle(bytes, every) => {
+                for byte in bytes {
+                    std::thread::sleep(every);
+                    if stream.write_all(&[byte]).and_then(|()| stream.flush()).is_err() {
+                        return;
+                    }
+                }
+                return;
+            }
             Reply::Truncated(length, prefix) => {
                 let head = format!("HTTP/1.1 200 Fake\r\nContent-Length: {length}\r\n\r\n");
                 let _ = stream.write_all(head.as_bytes());

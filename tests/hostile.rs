@@ -1,0 +1,157 @@
+//! Hostile registries, files and input (issue 13): each test drives the binaries against a
+//! fake server (other "hosts" on 127.0.0.2 and up) or crafted files and checks that the
+//! README's promise holds: the right digest or a clear error, no secret shown, bounded
+//! memory, time and output.
+
+mod support;
+
+use serde_json::json;
+use support::bin;
+use support::fake::{FakeServer, Reply};
+use support::image::{Image, OCI_INDEX, OCI_MANIFEST};
+
+fn check(source: serde_json::Value) -> bin::Output {
+    bin::run("check", &json!({ "source": source }), &[])
+}
+
+/// A manifest whose body ends with the connection (no `Content-Length`) is only taken when
+/// it is a whole manifest: half of one is retried, never hashed into a version.
+#[test]
+fn a_manifest_cut_short_without_a_length_is_never_a_version() {
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    let half = manifest[..manifest.len() / 2].to_vec();
+    let server = FakeServer::start(move |req, nth| match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/v2/") => Reply::status(200),
+        ("HEAD", _) => Reply::status(200),
+        ("GET", "/v2/app/manifests/latest") if nth == 0 => {
+            let mut raw = b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n".to_vec();
+            raw.extend_from_slice(&half);
+            Reply::Raw(raw)
+        }
+        ("GET", "/v2/app/manifests/latest") => Reply::status(200)
+            .with_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            .with_body(manifest),
+        _ => Reply::status(404),
+    });
+    let out = check(json!({"repository": format!("{}/app", server.host)}));
+    assert_eq!(
+        out.one_json_line("check"),
+        json!([{"tag": "latest", "digest": support::image::sha256(manifest)}]),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(server.count("GET", "/v2/app/manifests/latest"), 2, "retried once");
+}
+
+fn sha512(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha512:{}", hex::encode(sha2::Sha512::digest(bytes)))
+}
+
+/// A registry serving `manifests` (reference → media type and bytes) and the blobs of
+/// `images`, whatever digests they are asked for by.
+fn serving(manifests: Vec<(String, &'static str, Vec<u8>)>, images: &[&Image]) -> FakeServer {
+    let blobs: Vec<(String, Vec<u8>)> = images
+        .iter()
+        .flat_map(|i| std::iter::once(&i.config).chain(&i.layers))
+        .map(|b| (format!("/v2/app/blobs/{}", b.digest), b.bytes.clone()))
+        .collect();
+    FakeServer::start(move |req, _| {
+        if req.path == "/v2/" {
+            return Reply::status(200);
+        }
+        for (reference, media_type, bytes) in &manifests {
+            if req.path == format!("/v2/app/manifests/{reference}") {
+                return Reply::status(200)
+                    .with_header("Content-Type", media_type)
+                    .with_body(bytes);
+            }
+        }
+        for (path, bytes) in &blobs {
+            if &req.path == path {
+                return Reply::status(200).with_body(bytes);
+            }
+        }
+        Reply::status(404)
+    })
+}
+
+fn get(server: &FakeServer, digest: &str) -> (bin::Output, tempfile::TempDir) {
+    let dest = tempfile::tempdir().unwrap();
+    let out = bin::run(
+        "in",
+        &json!({"source": {"repository": format!("{}/app", server.host)}, "version": {"digest": digest}}),
+        &[dest.path().to_str().unwrap()],
+    );
+    (out, dest)
+}
+
+/// A version pinned by sha512 is verified with sha512: the registry cannot serve another
+/// manifest for it.
+#[test]
+fn a_version_pinned_by_sha512_is_verified() {
+    let real = Image::with_file("real", OCI_MANIFEST);
+    let evil = Image::with_file("evil", OCI_MANIFEST);
+    let pin = sha512(&real.manifest);
+    let server = serving(
+        vec![(pin.clone(), OCI_MANIFEST, evil.manifest.clone())],
+        &[&real, &evil],
+    );
+    let (out, dest) = get(&server, &pin);
+    let line = out.error_line();
+    assert!(
+        line.contains(&sha512(&evil.manifest)) && line.contains("not the one asked for"),
+        "{line}"
+    );
+    assert!(!dest.path().join("rootfs/hello.txt").exists());
+
+    let server = serving(vec![(pin.clone(), OCI_MANIFEST, real.manifest.clone())], &[&real]);
+    let (out, dest) = get(&server, &pin);
+    assert_eq!(out.one_json_line("in")["version"], json!({"digest": pin}));
+    assert_eq!(
+        std::fs::read(dest.path().join("rootfs/hello.txt")).unwrap(),
+        b"real"
+    );
+}
+
+/// An index pinned by sha256 whose child is listed by sha512: the child is verified with
+/// sha512, so it cannot be swapped.
+#[test]
+fn an_index_child_listed_by_sha512_is_verified_with_sha512() {
+    let real = Image::with_file("real", OCI_MANIFEST);
+    let evil = Image::with_file("evil", OCI_MANIFEST);
+    let child = sha512(&real.manifest);
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "size": real.manifest.len(), "digest": child,
+                       "platform": {"architecture": "amd64", "os": "linux"}}],
+    }))
+    .unwrap();
+    let pin = support::image::sha256(&index);
+    let server = serving(
+        vec![
+            (pin.clone(), OCI_INDEX, index.clone()),
+            (child.clone(), OCI_MANIFEST, evil.manifest.clone()),
+        ],
+        &[&real, &evil],
+    );
+    let (out, dest) = get(&server, &pin);
+    let line = out.error_line();
+    assert!(line.contains(&sha512(&evil.manifest)), "{line}");
+    assert!(!dest.path().join("rootfs/hello.txt").exists());
+
+    let server = serving(
+        vec![
+            (pin.clone(), OCI_INDEX, index),
+            (child, OCI_MANIFEST, real.manifest.clone()),
+        ],
+        &[&real],
+    );
+    let (out, dest) = get(&server, &pin);
+    assert_eq!(out.one_json_line("in")["version"], json!({"digest": pin}));
+    assert_eq!(
+        std::fs::read(dest.path().join("rootfs/hello.txt")).unwrap(),
+        b"real"
+    );
+}
