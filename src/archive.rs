@@ -10,22 +10,26 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::compression::Compression;
+use crate::confine::{ConfineError, Dir, Entry, Slice};
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::manifest::{Descriptor, Document, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 
 /// gzip level for layers compressed on the way out: fast, and fixed so output is repeatable.
 pub const GZIP_LEVEL: u32 = 1;
 
-/// Bytes of a file, at an offset.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Bytes of a file opened beneath the sources directory, at an offset.
+#[derive(Debug, Clone)]
 pub struct Location {
-    /// The file.
+    /// The file, open.
+    pub file: Arc<File>,
+    /// Its path, for messages.
     pub path: PathBuf,
     /// Where the bytes start.
     pub offset: u64,
@@ -34,19 +38,17 @@ pub struct Location {
 }
 
 impl Location {
-    /// Opens the file positioned at the bytes, limited to them.
+    /// A reader of the bytes, and of nothing else.
     ///
     /// # Errors
-    /// When the file cannot be opened or seeked.
-    pub fn open(&self) -> io::Result<io::Take<File>> {
-        let mut f = File::open(&self.path)?;
-        f.seek(SeekFrom::Start(self.offset))?;
-        Ok(f.take(self.size))
+    /// Never today; kept fallible for the readers' sake.
+    pub fn open(&self) -> io::Result<Slice> {
+        Ok(Slice::new(self.file.clone(), self.offset, self.size))
     }
 }
 
 /// Where a blob's bytes come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum BlobData {
     /// Pushed exactly as stored.
     Stored(Location),
@@ -93,6 +95,9 @@ pub struct PushPlan {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ArchiveError {
+    /// A path leads outside the sources directory, or cannot be opened beneath it.
+    #[error(transparent)]
+    Confine(#[from] ConfineError),
     /// Reading failed.
     #[error("read {path}")]
     Read {
@@ -160,16 +165,18 @@ pub enum ArchiveError {
     },
 }
 
-/// The files of an image, by name (tar members, or files of a directory).
+/// The files of an image, by name: tar members, or files beneath a layout directory.
 struct Files {
     root: PathBuf,
-    /// tar member name → location; `None` for a directory, where names are paths.
+    /// tar member name → location.
     members: Option<HashMap<String, Location>>,
+    /// The layout directory, where names are paths beneath it.
+    dir: Option<Dir>,
 }
 
 impl Files {
-    fn tar(path: &Path) -> io::Result<Self> {
-        let mut archive = tar::Archive::new(File::open(path)?);
+    fn tar(file: &Arc<File>, path: &Path) -> io::Result<Self> {
+        let mut archive = tar::Archive::new(&**file);
         let mut members = HashMap::new();
         let mut links = Vec::new();
         for entry in archive.entries_with_seek()? {
@@ -199,6 +206,7 @@ impl Files {
                 members.insert(
                     name,
                     Location {
+                        file: file.clone(),
                         path: path.to_owned(),
                         offset: entry.raw_file_position(),
                         size: entry.size(),
@@ -214,41 +222,44 @@ impl Files {
         Ok(Self {
             root: path.to_owned(),
             members: Some(members),
+            dir: None,
         })
     }
 
-    fn dir(path: &Path) -> Self {
+    fn dir(dir: Dir) -> Self {
         Self {
-            root: path.to_owned(),
+            root: dir.path().to_owned(),
             members: None,
+            dir: Some(dir),
         }
     }
 
-    fn locate(&self, name: &str) -> io::Result<Option<Location>> {
-        if let Some(m) = &self.members {
-            return Ok(m.get(&normalize(name)).cloned());
-        }
-        let path = self.root.join(normalize(name));
-        match std::fs::metadata(&path) {
-            Ok(md) if md.is_file() => Ok(Some(Location {
-                path,
+    /// Where `name` is, `None` when it is missing or not a file. In a directory, a name
+    /// that leads outside it is an error.
+    fn locate(&self, name: &str) -> Result<Option<Location>, ArchiveError> {
+        let Some(dir) = &self.dir else {
+            let members = self.members.as_ref();
+            return Ok(members.and_then(|m| m.get(&normalize(name)).cloned()));
+        };
+        match dir.entry(Path::new(name)) {
+            Ok(Entry::File(file, size)) => Ok(Some(Location {
+                file,
+                path: dir.shown(Path::new(name)),
                 offset: 0,
-                size: md.len(),
+                size,
             })),
             Ok(_) => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Where `name` is; a missing member is an error naming it.
     fn require(&self, name: &str) -> Result<Location, ArchiveError> {
-        self.locate(name)
-            .map_err(|source| self.read_error(source))?
-            .ok_or_else(|| ArchiveError::Missing {
-                path: self.root.clone(),
-                name: name.to_owned(),
-            })
+        self.locate(name)?.ok_or_else(|| ArchiveError::Missing {
+            path: self.root.clone(),
+            name: name.to_owned(),
+        })
     }
 
     /// The whole bytes at `loc` (small members: JSON documents, manifests).
@@ -289,32 +300,37 @@ fn normalize(name: &str) -> String {
         .join("/")
 }
 
-/// Reads the image at `path` (a tar file or a layout directory) into a push plan. An OCI
-/// layout that lists several images is narrowed to the one whose
+/// Reads the image at `rel` beneath `src` (a tar file or a layout directory) into a push
+/// plan. Every file it reads is opened beneath `src` (a layout's files beneath the layout).
+/// An OCI layout that lists several images is narrowed to the one whose
 /// `org.opencontainers.image.ref.name` is `tag`.
 ///
 /// # Errors
-/// An unreadable or unknown format, missing members, blobs that do not match.
-pub fn read_image(path: &Path, tag: &str) -> Result<PushPlan, ArchiveError> {
+/// A path that leads outside `src`, an unreadable or unknown format, missing members,
+/// blobs that do not match.
+pub fn read_image(src: &Dir, rel: &Path, tag: &str) -> Result<PushPlan, ArchiveError> {
+    let path = src.shown(rel);
     let read_error = |source| ArchiveError::Read {
-        path: path.to_owned(),
+        path: path.clone(),
         source,
     };
-    let md = std::fs::metadata(path).map_err(read_error)?;
-    let files = if md.is_dir() {
-        Files::dir(path)
-    } else {
-        Files::tar(path).map_err(read_error)?
+    let files = match src.entry(rel)? {
+        Entry::Dir(dir) => Files::dir(dir),
+        Entry::File(file, _) => Files::tar(&file, &path).map_err(read_error)?,
+        Entry::Other => {
+            return Err(read_error(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "neither a file nor a directory",
+            )))
+        }
     };
-    let has = |name: &str| files.locate(name).map(|l| l.is_some()).map_err(read_error);
+    let has = |name: &str| files.locate(name).map(|l| l.is_some());
     if has("oci-layout")? && has("index.json")? {
         read_oci(&files, tag)
     } else if has("manifest.json")? {
         read_docker(&files)
     } else {
-        Err(ArchiveError::UnknownFormat {
-            path: path.to_owned(),
-        })
+        Err(ArchiveError::UnknownFormat { path })
     }
 }
 

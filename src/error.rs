@@ -134,15 +134,23 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// The `additional_tags` file cannot be read.
-    #[error("read additional_tags file {path}")]
-    TagsFile {
-        /// The file.
+    /// `in`'s destination already has files.
+    #[error("destination {path} is not empty (it has {entry:?}): in writes into an empty directory, as Concourse gives it")]
+    DestinationNotEmpty {
+        /// The destination.
         path: std::path::PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// One of its entries.
+        entry: String,
     },
+    /// A match of `params.image` leads outside the sources directory.
+    #[error("params.image")]
+    ImagePath(#[source] crate::confine::ConfineError),
+    /// The sources directory cannot be opened.
+    #[error("sources directory")]
+    Sources(#[source] crate::confine::ConfineError),
+    /// The `additional_tags` file cannot be read (beneath the sources directory).
+    #[error("params.additional_tags")]
+    TagsFile(#[source] crate::confine::ConfineError),
     /// A tag in the `additional_tags` file is not valid.
     #[error("additional_tags file {path}")]
     AdditionalTag {

@@ -73,6 +73,7 @@ pub async fn run(request: InRequest, dest: &Path, backoff: Backoff) -> Result<St
         path: dest.to_owned(),
         source,
     })?;
+    refuse_non_empty(dest)?;
     let write = |name: &str, content: &[u8]| {
         write_file(dest, name, content).map_err(|source| Error::Write {
             path: dest.join(name),
@@ -123,6 +124,22 @@ pub async fn run(request: InRequest, dest: &Path, backoff: Backoff) -> Result<St
         }
     }
     Ok(response)
+}
+
+/// `in` writes only into an empty directory (what Concourse gives it), so no file it writes
+/// can meet a planted symlink or an older run's files.
+fn refuse_non_empty(dest: &Path) -> Result<()> {
+    let error = |source| Error::Write {
+        path: dest.to_owned(),
+        source,
+    };
+    if let Some(entry) = std::fs::read_dir(dest).map_err(error)?.next() {
+        return Err(Error::DestinationNotEmpty {
+            path: dest.to_owned(),
+            entry: entry.map_err(error)?.file_name().to_string_lossy().into_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// `source.repository` as written, except that an ECR repository without a host gets the

@@ -44,6 +44,7 @@ pub mod check;
 #[doc(hidden)]
 pub mod cli;
 pub mod compression;
+pub mod confine;
 pub mod connect;
 pub mod credentials;
 pub mod digest;

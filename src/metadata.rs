@@ -35,13 +35,23 @@ impl RunMetadata {
     }
 }
 
-/// Writes `name` in `dir` with `content`, replacing it atomically (temp file, then rename).
+/// Writes `name` in `dir` with `content`, atomically: a new temporary file (never one that
+/// is there already, nor through a symlink), then renamed over `name`.
 ///
 /// # Errors
 /// When the file cannot be written.
 pub fn write_file(dir: &Path, name: &str, content: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
     let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, content)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits().cast_signed())
+        .mode(0o644)
+        .open(&tmp)?;
+    file.write_all(content)?;
+    drop(file);
     std::fs::rename(&tmp, dir.join(name))
 }
 

@@ -9,7 +9,7 @@
 //! tags are signed after it; a failure either way fails the step.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -17,6 +17,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 
 use crate::archive::{gzip_into, read_image, Blob, BlobData, PushPlan};
+use crate::confine::{ConfineError, Dir};
 use crate::connect::{self, connect};
 use crate::error::{Error, Result};
 use crate::notary::trust::{self, Signer};
@@ -29,6 +30,9 @@ use crate::source::{MetadataField, OutRequest, StepResponse, Version};
 /// Blob uploads in flight at once.
 const PARALLEL_UPLOADS: usize = 4;
 
+/// The largest `additional_tags` file read (thousands of tags).
+pub const TAGS_FILE_LIMIT: u64 = 64 * 1024;
+
 /// Runs `out` for `request`, with paths relative to `src`.
 ///
 /// # Errors
@@ -38,18 +42,19 @@ pub async fn run(request: OutRequest, src: &Path, backoff: Backoff) -> Result<St
     let source = &request.source;
     source.validate()?;
     let mut tags = vec![source.tag()?];
+    let sources = Dir::open(src).map_err(Error::Sources)?;
     if let Some(file) = &request.params.additional_tags {
-        for tag in read_tags(&src.join(file))? {
+        for tag in read_tags(&sources, file)? {
             if !tags.contains(&tag) {
                 tags.push(tag);
             }
         }
     }
-    let image_path = match_one(src, &request.params.image)?;
+    let image_path = match_one(src, &sources, &request.params.image)?;
     tracing::info!("reading {}", image_path.display());
-    let path = image_path.clone();
+    let rel = image_path.strip_prefix(src).unwrap_or(&image_path).to_owned();
     let tag_hint = tags[0].to_string();
-    let plan = tokio::task::spawn_blocking(move || read_image(&path, &tag_hint))
+    let plan = tokio::task::spawn_blocking(move || read_image(&sources, &rel, &tag_hint))
         .await
         .map_err(|e| Error::Write {
             path: image_path.clone(),
@@ -161,8 +166,19 @@ async fn sign(signer: &Signer, signing: &trust::Plan, plan: &PushPlan, image: &s
     Ok(())
 }
 
-/// The one path `pattern` (a glob relative to `src`) matches.
-fn match_one(src: &Path, pattern: &str) -> Result<PathBuf> {
+/// The one path `pattern` (a glob relative to `src`, which may not climb out of it) matches.
+/// A match reached through a symlink that leads out of `src` is refused, whatever else
+/// matches.
+fn match_one(src: &Path, sources: &Dir, pattern: &str) -> Result<PathBuf> {
+    let climbs = Path::new(pattern)
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+    if climbs {
+        return Err(Error::Glob {
+            pattern: pattern.to_owned(),
+            reason: "it must name files inside the sources directory: no absolute path, no `..`".to_owned(),
+        });
+    }
     let full = format!("{}/{pattern}", glob::Pattern::escape(&src.to_string_lossy()));
     let options = glob::MatchOptions {
         require_literal_separator: true,
@@ -176,6 +192,12 @@ fn match_one(src: &Path, pattern: &str) -> Result<PathBuf> {
         .map_err(|e| bad(e.to_string()))?
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| bad(e.to_string()))?;
+    for found in &matches {
+        let rel = found.strip_prefix(src).unwrap_or(found);
+        if let Err(e @ ConfineError::Outside { .. }) = sources.entry(rel) {
+            return Err(Error::ImagePath(e));
+        }
+    }
     match matches.as_slice() {
         [one] => Ok(one.clone()),
         [] => Err(Error::NoMatch {
@@ -192,16 +214,22 @@ fn match_one(src: &Path, pattern: &str) -> Result<PathBuf> {
     }
 }
 
-/// The whitespace-separated tags of `file`, each validated.
-fn read_tags(file: &Path) -> Result<Vec<Tag>> {
-    let text = std::fs::read_to_string(file).map_err(|source| Error::TagsFile {
-        path: file.to_owned(),
-        source,
+/// The whitespace-separated tags of `file` (beneath `sources`), each validated.
+fn read_tags(sources: &Dir, file: &str) -> Result<Vec<Tag>> {
+    let bytes = sources
+        .read(Path::new(file), TAGS_FILE_LIMIT)
+        .map_err(Error::TagsFile)?;
+    let path = sources.shown(Path::new(file));
+    let text = String::from_utf8(bytes).map_err(|_| {
+        Error::TagsFile(crate::confine::ConfineError::Io {
+            path: path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"),
+        })
     })?;
     text.split_whitespace()
         .map(|t| {
             Tag::parse(t).map_err(|source| Error::AdditionalTag {
-                path: file.to_owned(),
+                path: path.clone(),
                 source,
             })
         })

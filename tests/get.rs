@@ -505,18 +505,18 @@ fn corrupted_blob_in_registry_storage_fails_naming_the_digest() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
-    let work = tempfile::tempdir().unwrap();
     for params in [json!({}), json!({"format": "oci"})] {
+        let work = tempfile::tempdir().unwrap();
         let line = fetch(&reg.repo("corrupt"), &digest, params.clone(), work.path()).error_line();
         assert!(
             line.contains(layer.as_str()) && line.contains("corrupt"),
             "{params}: {line}"
         );
+        assert!(
+            !work.path().join("image.tar").exists(),
+            "no partial image.tar is left behind"
+        );
     }
-    assert!(
-        !work.path().join("image.tar").exists(),
-        "no partial image.tar is left behind"
-    );
 }
 
 #[test]

@@ -5,10 +5,13 @@
 
 mod support;
 
+use std::path::Path;
+
 use serde_json::json;
+use support::archive::{oci_archive, oci_layout_dir};
 use support::bin;
 use support::fake::{FakeServer, Reply};
-use support::image::{Image, OCI_INDEX, OCI_MANIFEST};
+use support::image::{tar_with_file, Image, OCI_INDEX, OCI_MANIFEST};
 
 fn check(source: serde_json::Value) -> bin::Output {
     bin::run("check", &json!({ "source": source }), &[])
@@ -154,4 +157,126 @@ fn an_index_child_listed_by_sha512_is_verified_with_sha512() {
         std::fs::read(dest.path().join("rootfs/hello.txt")).unwrap(),
         b"real"
     );
+}
+
+/// A server that records every request and answers none usefully: `out` must fail before
+/// it is asked anything.
+fn untouched() -> FakeServer {
+    FakeServer::start(|_, _| Reply::status(500))
+}
+
+fn push(server: &FakeServer, params: serde_json::Value, src: &Path) -> bin::Output {
+    bin::run(
+        "out",
+        &json!({"source": {"repository": format!("{}/app", server.host)}, "params": params}),
+        &[src.to_str().unwrap()],
+    )
+}
+
+/// `out` reads nothing outside its sources directory: not by `..`, not by an absolute
+/// path, not through a symlink (to a file, or a directory on the way), not through names
+/// inside a `docker save` directory or an OCI layout. Each is refused with the path named,
+/// before any request.
+#[test]
+fn out_reads_nothing_outside_its_sources_directory() {
+    let work = tempfile::tempdir().unwrap();
+    let (src, outside) = (work.path().join("src"), work.path().join("outside"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    let image = Image::with_file("secret", OCI_MANIFEST);
+    oci_archive(&[(&image, "amd64")], &outside.join("image.tar"));
+    oci_archive(&[(&image, "amd64")], &src.join("good.tar"));
+    std::fs::write(outside.join("tags"), "stolen\n").unwrap();
+    let link = |target: &Path, name: &str| std::os::unix::fs::symlink(target, src.join(name)).unwrap();
+    link(&outside.join("image.tar"), "abs.tar");
+    link(Path::new("../outside/image.tar"), "up.tar");
+    link(&outside, "dir");
+    link(&outside.join("tags"), "tags-link");
+
+    // a docker-save directory whose manifest.json names files outside
+    let save = src.join("save");
+    std::fs::create_dir_all(&save).unwrap();
+    std::fs::write(outside.join("config.json"), &image.config.bytes).unwrap();
+    std::fs::write(outside.join("layer.tar"), tar_with_file("x", b"x")).unwrap();
+    std::fs::write(
+        save.join("manifest.json"),
+        serde_json::to_vec(
+            &json!([{"Config": "../../outside/config.json", "RepoTags": ["app:latest"],
+                                     "Layers": ["../../outside/layer.tar"]}]),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    // an OCI layout whose blob is a symlink to a copy outside
+    let layout = src.join("layout");
+    oci_layout_dir(&[(&image, "amd64")], &layout);
+    let blob = layout.join(format!("blobs/sha256/{}", &image.layers[0].digest[7..]));
+    std::fs::rename(&blob, outside.join("blob")).unwrap();
+    std::os::unix::fs::symlink(outside.join("blob"), &blob).unwrap();
+
+    let server = untouched();
+    let cases = [
+        (json!({"image": "../outside/image.tar"}), "../outside/image.tar"),
+        (
+            json!({"image": format!("{}", outside.join("image.tar").display())}),
+            "image.tar",
+        ),
+        (json!({"image": "abs.tar"}), "abs.tar"),
+        (json!({"image": "up.tar"}), "up.tar"),
+        (json!({"image": "dir/image.tar"}), "dir/image.tar"),
+        (json!({"image": "dir/*.tar"}), "dir/image.tar"),
+        (json!({"image": "save"}), "../../outside/config.json"),
+        (json!({"image": "layout"}), "blobs/sha256/"),
+        (
+            json!({"image": "good.tar", "additional_tags": "../outside/tags"}),
+            "../outside/tags",
+        ),
+        (
+            json!({"image": "good.tar", "additional_tags": "/etc/hostname"}),
+            "/etc/hostname",
+        ),
+        (
+            json!({"image": "good.tar", "additional_tags": "tags-link"}),
+            "tags-link",
+        ),
+    ];
+    for (params, named) in cases {
+        let line = push(&server, params.clone(), &src).error_line();
+        assert!(
+            line.contains(named) && (line.contains("outside") || line.contains("inside")),
+            "{params}: {line}"
+        );
+        assert!(!line.contains("stolen"), "{line}");
+    }
+    assert!(
+        server.requests().is_empty(),
+        "out asked the registry: {:?}",
+        server.requests()
+    );
+}
+
+/// `in` writes only into an empty destination: a planted symlink (or any older file) is
+/// refused before anything is written through it.
+#[test]
+fn in_refuses_a_destination_that_is_not_empty() {
+    let work = tempfile::tempdir().unwrap();
+    let dest = work.path().join("dest");
+    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::write(work.path().join("victim"), "keep").unwrap();
+    std::os::unix::fs::symlink(work.path().join("victim"), dest.join("digest")).unwrap();
+    let server = untouched();
+    let digest = support::image::sha256(b"x");
+    let out = bin::run(
+        "in",
+        &json!({"source": {"repository": format!("{}/app", server.host)}, "version": {"digest": digest},
+                "params": {"skip_download": true}}),
+        &[dest.to_str().unwrap()],
+    );
+    let line = out.error_line();
+    assert!(line.contains("not empty") && line.contains("digest"), "{line}");
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("victim")).unwrap(),
+        "keep"
+    );
+    assert!(server.requests().is_empty());
 }

@@ -250,7 +250,7 @@ fn errors_before_anything_is_pushed() {
         (
             source.clone(),
             json!({"image": "image-a.tar", "additional_tags": "missing"}),
-            "read additional_tags file",
+            "params.additional_tags: ",
         ),
         (
             json!({"repository": reg.repo("app"), "username": USER, "password": "wrong"}),

@@ -23,7 +23,10 @@ const FLOORS: &[(&str, &[&str])] = &[
         ],
     ),
     // utilities that know no registry
-    ("utilities", &["alloc", "compression", "progress", "retry"]),
+    (
+        "utilities",
+        &["alloc", "compression", "confine", "progress", "retry"],
+    ),
     // formats take readers and writers, never a client
     ("formats", &["archive", "metadata", "rootfs", "tarball"]),
     ("transport", &["transport"]),
