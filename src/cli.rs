@@ -119,7 +119,12 @@ pub fn read_request<T: DeserializeOwned>(step: &'static str, input: impl Read) -
         return Err(Error::EmptyRequest { step });
     }
     let mut deserializer = serde_json::Deserializer::from_str(&text);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|source| Error::Request { step, source })
+    let request = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|source| Error::Request { step, source })?;
+    deserializer
+        .end()
+        .map_err(|source| Error::TrailingInput { step, source })?;
+    Ok(request)
 }
 
 /// Sends logs to stderr: info and up, or debug and up for our own crate with `debug: true`.

@@ -25,6 +25,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// stdin holds more than one JSON document.
+    #[error("invalid {step} request on stdin: more follows the JSON object (stdin must hold exactly one)")]
+    TrailingInput {
+        /// `check`, `in` or `out`.
+        step: &'static str,
+        /// Where.
+        #[source]
+        source: serde_json::Error,
+    },
     /// stdin was empty.
     #[error("invalid {step} request on stdin: stdin is empty, expected a JSON object")]
     EmptyRequest {

@@ -22,6 +22,15 @@ pub enum ReferenceError {
     /// The repository string is empty.
     #[error("repository is empty")]
     Empty,
+    /// The repository starts with a URL scheme.
+    #[error("repository must not start with a scheme ({scheme}://): write host[:port]/path; plain HTTP is used for loopback registries, or with source.insecure")]
+    Scheme {
+        /// The scheme written.
+        scheme: String,
+    },
+    /// The repository's host part carries `user[:password]@` (not shown: it is a secret).
+    #[error("repository must not hold credentials (user:password@ before the host): set source.username and source.password")]
+    Userinfo,
     /// The repository carries a `:tag` or `@digest` suffix.
     #[error("repository {repository:?} must not include a tag or digest; set source.tag instead")]
     TagInRepository {
@@ -58,6 +67,18 @@ pub enum ReferenceError {
     },
 }
 
+/// Whether `text` looks like `user[:password]@host/…` (or `user:password@name`): an `@`
+/// in the part before the first `/`, not a digest suffix such as `app@sha256:…`.
+fn has_userinfo(text: &str) -> bool {
+    let (first, has_path) = match text.split_once('/') {
+        Some((first, _)) => (first, true),
+        None => (text, false),
+    };
+    first
+        .split_once('@')
+        .is_some_and(|(user, _)| has_path || user.contains(':'))
+}
+
 /// A repository on a registry, e.g. `index.docker.io` + `library/busybox`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Repository {
@@ -73,6 +94,19 @@ impl Repository {
     pub fn parse(text: &str) -> Result<Self, ReferenceError> {
         if text.is_empty() {
             return Err(ReferenceError::Empty);
+        }
+        if let Some((scheme, _)) = text.split_once("://") {
+            let scheme = if scheme.len() <= 10 && scheme.chars().all(|c| c.is_ascii_alphabetic()) {
+                scheme
+            } else {
+                "…"
+            };
+            return Err(ReferenceError::Scheme {
+                scheme: scheme.to_owned(),
+            });
+        }
+        if has_userinfo(text) {
+            return Err(ReferenceError::Userinfo);
         }
         let (first, rest) = match text.split_once('/') {
             Some((first, rest)) if is_host(first) => (Some(first), rest),
@@ -124,7 +158,7 @@ impl Repository {
     /// # Errors
     /// As [`Repository::parse`], and when `registry` is not `host[:port]`.
     pub fn parse_on(text: &str, registry: &str) -> Result<Self, ReferenceError> {
-        if Self::names_host(text) {
+        if Self::names_host(text) || text.contains("://") || has_userinfo(text) {
             return Self::parse(text);
         }
         validate_host(registry)?;
@@ -376,6 +410,28 @@ mod tests {
             Err(ReferenceError::BadHost { .. })
         ));
         assert!(Repository::parse("a/b__c/d-e/f.g/h---i").is_ok());
+    }
+
+    #[test]
+    fn schemes_and_credentials_are_refused_without_echo() {
+        for text in ["http://127.0.0.1:5000/app", "https://r.example/app"] {
+            let e = Repository::parse(text).unwrap_err();
+            assert!(matches!(e, ReferenceError::Scheme { .. }), "{text}: {e}");
+            assert!(!e.to_string().contains("5000") && !e.to_string().contains("r.example"));
+        }
+        for text in [
+            "u:hunter2secret@127.0.0.1:5000/app",
+            "u:hunter2secret@app",
+            "hunter2secret@r.example/a",
+        ] {
+            for e in [
+                Repository::parse(text).unwrap_err(),
+                Repository::parse_on(text, "1.dkr.ecr.us-east-1.amazonaws.com").unwrap_err(),
+            ] {
+                assert!(matches!(e, ReferenceError::Userinfo), "{text}: {e}");
+                assert!(!e.to_string().contains("hunter2secret"));
+            }
+        }
     }
 
     #[test]

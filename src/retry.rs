@@ -92,8 +92,9 @@ pub struct Attempts {
 }
 
 impl Attempts {
-    /// After a failed attempt: sleeps before the next one, or returns the error to give up
-    /// with. A `Retry-After` longer than the remaining budget ends the attempts at once,
+    /// After a failed attempt: sleeps before the next one (the backoff's delay, or the
+    /// server's `Retry-After` when that is longer), or returns the error to give up with.
+    /// A `Retry-After` longer than the remaining budget ends the attempts at once,
     /// because sleeping past the budget would only delay the same failure.
     ///
     /// # Errors
@@ -105,7 +106,10 @@ impl Attempts {
         }
         let elapsed = self.start.elapsed();
         let asked = err.retry_after();
-        let wait = asked.unwrap_or_else(|| self.policy.delay(self.made - 1));
+        // A `Retry-After` may lengthen the backoff, never shorten it: `Retry-After: 0`
+        // would otherwise turn it off.
+        let backoff = self.policy.delay(self.made - 1);
+        let wait = asked.map_or(backoff, |a| a.max(backoff));
         // saturating: a server may ask for any wait at all
         if elapsed.saturating_add(wait) > self.policy.max_elapsed {
             let too_long = asked.filter(|a| elapsed.saturating_add(*a) > self.policy.max_elapsed);
@@ -230,6 +234,32 @@ mod tests {
             })
             .await;
         assert_eq!(r.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_zero_retry_after_keeps_the_backoff() {
+        let policy = Backoff {
+            initial: Duration::from_millis(40),
+            max: Duration::from_millis(40),
+            max_elapsed: Duration::from_millis(300),
+        };
+        let mut calls = 0;
+        let start = std::time::Instant::now();
+        let _: Result<(), E> = policy
+            .retry(|| {
+                calls += 1;
+                async {
+                    Err(E {
+                        transient: true,
+                        after: Some(Duration::ZERO),
+                        gave_up: None,
+                    })
+                }
+            })
+            .await;
+        // at least 20 ms between attempts: about 300 / 20 at most, not thousands
+        assert!(calls <= 16, "{calls} attempts in {:?}", start.elapsed());
+        assert!(calls >= 3, "{calls}");
     }
 
     #[tokio::test]

@@ -280,3 +280,111 @@ fn in_refuses_a_destination_that_is_not_empty() {
     );
     assert!(server.requests().is_empty());
 }
+
+/// stdin holds one JSON request and nothing after it; a scheme or credentials written in
+/// `repository` get a message that says so, and the credentials are never echoed.
+#[test]
+fn requests_are_one_document_and_repositories_hold_no_scheme_or_credentials() {
+    let server = untouched();
+    let repo = format!("{}/app", server.host);
+    let source = json!({"repository": repo}).to_string();
+    for input in [
+        format!(r#"{{"source":{source}}} xyz"#),
+        format!(r#"{{"source":{source}}}{{"source":{source}}}"#),
+    ] {
+        let out = bin::run_with_timeout("check", &input, &[], std::time::Duration::from_secs(30));
+        let line = out.error_line();
+        assert!(line.contains("more follows the JSON object"), "{input}: {line}");
+    }
+    let line = check(json!({"repository": format!("http://{repo}")})).error_line();
+    assert!(
+        line.contains("scheme (http://)") && !line.contains("tag"),
+        "{line}"
+    );
+    for repository in [
+        format!("u:hunter2secret@{repo}"),
+        "u:hunter2secret@app".to_owned(),
+    ] {
+        let line = check(json!({"repository": repository})).error_line();
+        assert!(line.contains("must not hold credentials"), "{line}");
+        assert!(!line.contains("hunter2secret"), "{line}");
+    }
+    assert!(server.requests().is_empty());
+}
+
+fn digest_server(digest: String) -> impl Fn(&support::fake::Request, usize) -> Reply + Send + Sync + 'static {
+    move |req, _| match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/v2/") => Reply::status(200),
+        ("HEAD", "/v2/app/manifests/latest") => Reply::status(200)
+            .with_header("Docker-Content-Digest", &digest)
+            .with_header("Content-Type", OCI_MANIFEST),
+        _ => Reply::status(404),
+    }
+}
+
+/// A registry that comes back a second after the step started (a restart: connections
+/// refused until then) is waited for within the retry budget.
+#[test]
+fn a_registry_back_after_a_restart_is_waited_for() {
+    let port = support::registry::free_port();
+    let address = format!("127.0.0.1:{port}");
+    let digest = support::image::sha256(b"restarted");
+    let waiting = {
+        let address = address.clone();
+        std::thread::spawn(move || check(json!({"repository": format!("{address}/app")})))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let server = FakeServer::start_at(&address, digest_server(digest.clone()));
+    let out = waiting.join().unwrap();
+    assert_eq!(
+        out.one_json_line("check"),
+        json!([{"tag": "latest", "digest": digest}]),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("no server answers at"), "{}", out.stderr);
+    assert_eq!(server.count("HEAD", "/v2/app/manifests/latest"), 1);
+}
+
+/// `Retry-After: 0` does not turn the backoff off.
+#[test]
+fn a_zero_retry_after_keeps_the_backoff() {
+    let server = FakeServer::start(|req, _| match req.path.as_str() {
+        "/v2/" => Reply::status(200),
+        _ => Reply::status(503).with_header("Retry-After", "0"),
+    });
+    let start = std::time::Instant::now();
+    let line = check(json!({"repository": format!("{}/app", server.host)})).error_line();
+    assert!(line.contains("503") && line.contains("gave up"), "{line}");
+    let made = server.count("HEAD", "/v2/app/manifests/latest");
+    let seconds = start.elapsed().as_secs_f64();
+    // the backoff's first delays are 125-250 ms, growing: a few dozen at most, not hundreds
+    assert!((5..=30).contains(&made), "{made} requests in {seconds:.1} s");
+}
+
+/// A plain-HTTP registry that accepts connections and never answers: the message says that
+/// neither scheme got an answer, not that HTTPS failed.
+#[test]
+fn a_silent_server_is_reported_as_silent_on_both_schemes() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for stream in listener.incoming().take(8) {
+            open.push(stream);
+        }
+        open
+    });
+    let line = bin::run_with_timeout(
+        "check",
+        &json!({"source": {"repository": format!("{host}/app")}}).to_string(),
+        &[],
+        std::time::Duration::from_secs(90),
+    )
+    .error_line();
+    assert!(
+        line.contains(&format!("no server answers at {host}: plain HTTP: timed out; HTTPS: timed out")),
+        "{line}"
+    );
+    drop(held);
+}

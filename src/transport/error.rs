@@ -40,6 +40,20 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    /// Neither scheme got an answer from the server (the scheme probe).
+    #[error(
+        "no server answers at {host}: plain HTTP: {}; HTTPS: {}",
+        innermost(http),
+        innermost(https)
+    )]
+    Unreachable {
+        /// Server host.
+        host: String,
+        /// What the plain-HTTP attempt met.
+        http: reqwest::Error,
+        /// What the HTTPS attempt met.
+        https: reqwest::Error,
+    },
     /// A server asked for credentials that we do not have (or cannot use for its scheme).
     #[error("{host} requires authentication ({scheme} challenge), but {hint}")]
     CredentialsRequired {
@@ -239,7 +253,22 @@ fn transient_status(status: StatusCode) -> bool {
             && status != StatusCode::HTTP_VERSION_NOT_SUPPORTED)
 }
 
-/// A reset connection, a body cut short or a timeout: the network's fault, not the request's.
+/// The innermost cause of a transport failure (`Connection refused (os error 111)`,
+/// `operation timed out`), which is what a reader needs; the layers above it only say
+/// that a request was being sent.
+pub(crate) fn innermost(err: &reqwest::Error) -> String {
+    if err.is_timeout() {
+        return "timed out".to_owned();
+    }
+    let mut last: &(dyn std::error::Error + 'static) = err;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    last.to_string()
+}
+
+/// A reset connection, a refused one (a registry restarting), a body cut short or a
+/// timeout: the network's fault, not the request's.
 fn transient_transport(err: &reqwest::Error) -> bool {
     use std::io::ErrorKind;
     if err.is_timeout() {
@@ -255,6 +284,7 @@ fn transient_transport(err: &reqwest::Error) -> bool {
                     | ErrorKind::BrokenPipe
                     | ErrorKind::UnexpectedEof
                     | ErrorKind::TimedOut
+                    | ErrorKind::ConnectionRefused
             ) {
                 return true;
             }
@@ -279,6 +309,7 @@ impl Retryable for Error {
             Self::Transport { source, .. } | Self::TokenTransport { source, .. } => {
                 transient_transport(source)
             }
+            Self::Unreachable { http, https, .. } => transient_transport(http) && transient_transport(https),
             _ => false,
         }
     }

@@ -241,7 +241,10 @@ impl Transport {
     /// # Errors
     /// None today; kept fallible for the probe.
     pub async fn url(&self, path: &str) -> Result<String, Error> {
-        let base = self.base.get_or_try_init(|| self.probe_scheme()).await?;
+        let base = self
+            .base
+            .get_or_try_init(|| self.backoff.retry(|| self.probe_scheme()))
+            .await?;
         Ok(format!("{base}{path}"))
     }
 
@@ -517,6 +520,9 @@ impl Transport {
     /// plain HTTP like a registry (200 or 401). On loopback plain HTTP is asked first: a
     /// failed TLS handshake with a plain-HTTP server costs tens of milliseconds, a refused
     /// or non-registry answer over HTTP about one. Elsewhere (`insecure`), HTTPS first.
+    /// When neither scheme gets any answer, that is the error (transient when both were
+    /// refusals or timeouts: a registry restarting), and nothing is decided, so the next
+    /// attempt probes again.
     async fn probe_scheme(&self) -> Result<String, Error> {
         let host = &self.host;
         let https = format!("https://{host}");
@@ -525,37 +531,47 @@ impl Transport {
         }
         // Beyond loopback, HTTPS is asked first: a plain-HTTP answer there could come from
         // anyone on the path, and Basic credentials would follow it in clear.
+        let mut tls_failure = None;
         if !is_loopback(host) {
-            let ping = format!("{https}/v2/");
-            let answered = self
-                .http
-                .for_url(&ping, true)?
-                .get(&ping)
-                .timeout(PROBE_TIMEOUT)
-                .send()
-                .await;
-            if answered.is_ok() {
-                return Ok(https);
+            match self.ping(&https).await? {
+                Ok(_) => return Ok(https),
+                Err(e) => tls_failure = Some(e),
             }
         }
         let http = format!("http://{host}");
-        let ping = format!("{http}/v2/");
-        match self
+        let plain_failure = match self.ping(&http).await? {
+            Ok(r) if r.status().is_success() || r.status() == StatusCode::UNAUTHORIZED => {
+                tracing::debug!("{host} speaks plain HTTP");
+                return Ok(http);
+            }
+            // A TLS server answering plain HTTP says 400: HTTPS it is.
+            Ok(_) => return Ok(https),
+            Err(e) => e,
+        };
+        let tls_failure = match tls_failure {
+            Some(e) => e,
+            None => match self.ping(&https).await? {
+                Ok(_) => return Ok(https),
+                Err(e) => e,
+            },
+        };
+        Err(Error::Unreachable {
+            host: host.clone(),
+            http: plain_failure.without_url(),
+            https: tls_failure.without_url(),
+        })
+    }
+
+    /// `GET <base>/v2/` within [`PROBE_TIMEOUT`]: any answer, or what kept it from coming.
+    async fn ping(&self, base: &str) -> Result<reqwest::Result<reqwest::Response>, Error> {
+        let ping = format!("{base}/v2/");
+        Ok(self
             .http
             .for_url(&ping, true)?
             .get(&ping)
             .timeout(PROBE_TIMEOUT)
             .send()
-            .await
-        {
-            Ok(r) if r.status().is_success() || r.status() == StatusCode::UNAUTHORIZED => {
-                tracing::debug!("{host} speaks plain HTTP");
-                Ok(http)
-            }
-            // A TLS server answering plain HTTP says 400; nothing listening, a refusal:
-            // either way HTTPS it is, and its errors are the ones worth reporting.
-            _ => Ok(https),
-        }
+            .await)
     }
 }
 

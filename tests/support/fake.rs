@@ -77,7 +77,12 @@ impl FakeServer {
 
     /// The same on another loopback address (`127.0.0.2`: a second "host").
     pub fn start_on(ip: &str, handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind((ip, 0)).unwrap();
+        Self::start_at(&format!("{ip}:0"), handler)
+    }
+
+    /// The same at `address` (`127.0.0.1:<port>`: a port reserved earlier).
+    pub fn start_at(address: &str, handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind(address).unwrap();
         let host = listener.local_addr().unwrap().to_string();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let handler: Arc<Handler> = Arc::new(handler);
