@@ -15,6 +15,7 @@ const STEP: cli::Step = cli::Step {
     stdout: r#"the versions, oldest first: [{"tag": "latest", "digest": "sha256:..."}]"#,
     argument: None,
     example: r#"echo '{"source":{"repository":"busybox"}}' | check"#,
+    deadline: cli::CHECK_DEADLINE,
 };
 
 fn main() -> ExitCode {
@@ -27,7 +28,7 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<()> {
     let request: CheckRequest = cli::read_request("check", std::io::stdin().lock())?;
     cli::init_logging(request.source.debug);
-    let versions = cli::runtime()?.block_on(check::run(request, Backoff::default()))?;
+    let versions = cli::run_step(&STEP, check::run(request, Backoff::default()))?;
     cli::write_response(&versions)?;
     Ok(())
 }

@@ -17,6 +17,7 @@ const STEP: cli::Step = cli::Step {
     stdout: r#"{"version": {...}, "metadata": [{"name": ..., "value": ...}]}; files in <destination>: rootfs/ + metadata.json or image.tar, digest, tag, repository"#,
     argument: Some(("destination", "the directory to write the image into")),
     example: r#"echo '{"source":{"repository":"busybox"},"version":{"digest":"sha256:<hex>"}}' | in /tmp/busybox"#,
+    deadline: cli::GET_DEADLINE,
 };
 
 fn main() -> ExitCode {
@@ -30,7 +31,7 @@ fn main() -> ExitCode {
 fn run(dest: &Path) -> anyhow::Result<()> {
     let request: InRequest = cli::read_request("in", std::io::stdin().lock())?;
     cli::init_logging(request.source.debug);
-    let response = cli::runtime()?.block_on(get::run(request, dest, Backoff::default()))?;
+    let response = cli::run_step(&STEP, get::run(request, dest, Backoff::default()))?;
     cli::write_response(&response)?;
     Ok(())
 }

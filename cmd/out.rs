@@ -16,6 +16,7 @@ const STEP: cli::Step = cli::Step {
     stdout: r#"{"version": {"tag": ..., "digest": "sha256:..."}, "metadata": [{"name": "repository", ...}, {"name": "tags", ...}]}"#,
     argument: Some(("sources", "the directory params.image and params.additional_tags are relative to")),
     example: r#"echo '{"source":{"repository":"127.0.0.1:5000/app"},"params":{"image":"image/image.tar"}}' | out ."#,
+    deadline: cli::PUT_DEADLINE,
 };
 
 fn main() -> ExitCode {
@@ -29,7 +30,7 @@ fn main() -> ExitCode {
 fn run(src: &Path) -> anyhow::Result<()> {
     let request: OutRequest = cli::read_request("out", std::io::stdin().lock())?;
     cli::init_logging(request.source.debug);
-    let response = cli::runtime()?.block_on(put::run(request, src, Backoff::default()))?;
+    let response = cli::run_step(&STEP, put::run(request, src, Backoff::default()))?;
     cli::write_response(&response)?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 use std::io::{IsTerminal as _, Read, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -35,6 +36,42 @@ pub struct Step {
     pub argument: Option<(&'static str, &'static str)>,
     /// A command line a user can run.
     pub example: &'static str,
+    /// The most the step may take, all retries included.
+    pub deadline: Duration,
+}
+
+/// The most `check` may take: one tag's digest, retries included.
+pub const CHECK_DEADLINE: Duration = Duration::from_mins(10);
+/// The most `in` may take: the largest images over slow links.
+pub const GET_DEADLINE: Duration = Duration::from_hours(4);
+/// The most `out` may take.
+pub const PUT_DEADLINE: Duration = Duration::from_hours(4);
+/// An environment variable that may shorten (never lengthen) a step's deadline: seconds.
+pub const DEADLINE_VAR: &str = "REGISTRY_IMAGE_STEP_DEADLINE";
+
+/// Runs `step`'s work on a fresh runtime within its deadline (or the shorter one
+/// [`DEADLINE_VAR`] sets); past it, the work is dropped and the step fails.
+///
+/// # Errors
+/// The work's error, or the deadline passing, or no runtime.
+pub fn run_step<T>(step: &Step, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let shorter = std::env::var(DEADLINE_VAR)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let limit = shorter.map_or(step.deadline, |s| s.min(step.deadline));
+    let runtime = runtime()?;
+    let result = runtime.block_on(async {
+        tokio::time::timeout(limit, work)
+            .await
+            .map_err(|_| Error::Deadline {
+                step: step.name,
+                limit,
+            })?
+    });
+    // blocking work still running past the deadline (a layer being written) is not waited for
+    runtime.shutdown_background();
+    result
 }
 
 /// Reads the command line: answers `--help` and `--version` (exit 0), refuses anything

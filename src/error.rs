@@ -25,6 +25,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The step ran past its deadline.
+    #[error("{step} did not finish within {limit:?}, its deadline; stopped")]
+    Deadline {
+        /// `check`, `in` or `out`.
+        step: &'static str,
+        /// The deadline.
+        limit: std::time::Duration,
+    },
     /// stdin holds more than one JSON document.
     #[error("invalid {step} request on stdin: more follows the JSON object (stdin must hold exactly one)")]
     TrailingInput {

@@ -383,8 +383,111 @@ fn a_silent_server_is_reported_as_silent_on_both_schemes() {
     )
     .error_line();
     assert!(
-        line.contains(&format!("no server answers at {host}: plain HTTP: timed out; HTTPS: timed out")),
+        line.contains(&format!(
+            "no server answers at {host}: plain HTTP: timed out; HTTPS: timed out"
+        )),
         "{line}"
     );
     drop(held);
+}
+
+/// A trickling server (a byte every 2 s: headers or body) cannot hold a step: the step's
+/// deadline stops it (shortened here through REGISTRY_IMAGE_STEP_DEADLINE, which can only
+/// shorten it), and a trickled blob is cut by the minimum rate.
+#[test]
+fn a_trickle_cannot_hold_a_step() {
+    let server = FakeServer::start(|req, _| match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/v2/") => Reply::status(200),
+        _ => Reply::Trickle(
+            b"HTTP/1.1 200 OK\r\nDocker-Content-Digest: sha256:0000\r\n".repeat(100),
+            std::time::Duration::from_secs(2),
+        ),
+    });
+    let start = std::time::Instant::now();
+    let out = bin::run_with_env(
+        "check",
+        &json!({"source": {"repository": format!("{}/app", server.host)}}).to_string(),
+        &[],
+        std::time::Duration::from_secs(60),
+        &[("REGISTRY_IMAGE_STEP_DEADLINE", "8")],
+    );
+    let line = out.error_line();
+    assert!(line.contains("check did not finish within 8s"), "{line}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(15));
+}
+
+/// A blob that trickles in (a byte a second) is cut at the minimum rate and resumed; the
+/// step's deadline ends the whole.
+#[test]
+fn a_trickled_blob_is_cut_at_the_minimum_rate() {
+    // some kilobytes that gzip cannot shrink, so the blob outlasts a rate window
+    let noise: String = (0..4000u32)
+        .map(|i| char::from(b'!' + (i.wrapping_mul(2_654_435_761) >> 26) as u8))
+        .collect();
+    let image = Image::with_file(&noise, OCI_MANIFEST);
+    let (manifest, config) = (image.manifest.clone(), image.config.clone());
+    let layer = image.layers[0].clone();
+    let server = FakeServer::start(move |req, _| {
+        let path = req.path.as_str();
+        if path == "/v2/" {
+            Reply::status(200)
+        } else if path.starts_with("/v2/app/manifests/") {
+            Reply::status(200)
+                .with_header("Content-Type", OCI_MANIFEST)
+                .with_body(&manifest)
+        } else if path == format!("/v2/app/blobs/{}", config.digest) {
+            Reply::status(200).with_body(&config.bytes)
+        } else if path == format!("/v2/app/blobs/{}", layer.digest) {
+            let mut raw =
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", layer.bytes.len()).into_bytes();
+            raw.extend_from_slice(&layer.bytes);
+            Reply::Trickle(raw, std::time::Duration::from_millis(100))
+        } else {
+            Reply::status(404)
+        }
+    });
+    let dest = tempfile::tempdir().unwrap();
+    let out = bin::run_with_env(
+        "in",
+        &json!({"source": {"repository": format!("{}/app", server.host)}, "version": {"digest": image.digest()}})
+            .to_string(),
+        &[dest.path().join("d").to_str().unwrap()],
+        std::time::Duration::from_secs(120),
+        &[("REGISTRY_IMAGE_STEP_DEADLINE", "45")],
+    );
+    let line = out.error_line();
+    assert!(line.contains("in did not finish within 45s"), "{line}");
+    assert!(out.stderr.contains("arrived too slowly"), "{}", out.stderr);
+}
+
+/// Progress output grows with the layer count, not its square: 600 tiny layers print
+/// about one final line each (before: every redraw rewrote every bar, 21 MB for 500).
+#[test]
+fn progress_output_is_linear_in_the_layer_count() {
+    const LAYERS: usize = 600;
+    let reg = support::registry::Registry::plain();
+    let layers: Vec<(Vec<u8>, Vec<u8>)> = (0..LAYERS)
+        .map(|i| {
+            let tar = tar_with_file(&format!("f{i}"), i.to_string().as_bytes());
+            (support::image::gzip(&tar), tar)
+        })
+        .collect();
+    let image = Image::from_layers(layers, OCI_MANIFEST, "amd64");
+    let digest = reg.push("many", "latest", &image);
+    let dest = tempfile::tempdir().unwrap();
+    let out = bin::run(
+        "in",
+        &json!({"source": {"repository": reg.repo("many")}, "version": {"digest": digest}}),
+        &[dest.path().join("d").to_str().unwrap()],
+    );
+    out.one_json_line("in");
+    assert!(dest.path().join(format!("d/rootfs/f{}", LAYERS - 1)).exists());
+    let lines = out.stderr.lines().count();
+    // a final line per layer, and a few redraws of the running ones
+    assert!(out.stderr.matches("layer ").count() >= LAYERS, "{lines} lines");
+    assert!(
+        out.stderr.len() < LAYERS * 200,
+        "{} bytes of stderr in {lines} lines",
+        out.stderr.len()
+    );
 }

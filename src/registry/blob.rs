@@ -24,6 +24,15 @@ const CONFIG_LIMIT: usize = 16 * 1024 * 1024;
 /// hundred KiB on a fast connection, so this bounds a layer's download buffer to a few MiB.
 pub const CHANNEL_DEPTH: usize = 16;
 
+/// A blob download is judged over windows of this much time spent waiting for the network
+/// (time the reader makes it wait does not count).
+pub const BLOB_RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The slowest a blob may arrive, in bytes per second over a [`BLOB_RATE_WINDOW`]: below
+/// it, the attempt ends and the download resumes (a trickling server cannot hold a step
+/// for ever, as the per-read timeout alone would let it).
+pub const MIN_BLOB_RATE: u64 = 1024;
+
 /// A blocking reader over the chunks a download sends. As a `BufRead` it hands out the
 /// chunks themselves, so the inflater reads the HTTP body without another copy.
 pub struct ChannelReader {
@@ -170,15 +179,36 @@ impl Client {
         } else {
             *delivered
         };
+        let (mut waited, mut window_bytes) = (std::time::Duration::ZERO, 0u64);
         loop {
-            let chunk = response
-                .chunk()
-                .await
-                .map_err(|source| transport::Error::Transport {
+            let started = std::time::Instant::now();
+            let chunk = tokio::time::timeout(BLOB_RATE_WINDOW, response.chunk()).await;
+            waited += started.elapsed();
+            let chunk = match chunk {
+                Ok(chunk) => chunk.map_err(|source| transport::Error::Transport {
                     method: Method::GET,
                     url: url.clone(),
                     source: source.without_url(),
-                })?;
+                })?,
+                // nothing for a whole window: judged below as an empty chunk
+                Err(_) => Some(Bytes::new()),
+            };
+            if let Some(c) = &chunk {
+                window_bytes += c.len() as u64;
+            }
+            if waited >= BLOB_RATE_WINDOW {
+                if window_bytes < MIN_BLOB_RATE.saturating_mul(waited.as_secs()) {
+                    return Err(Error::BlobStalled {
+                        url,
+                        bytes: window_bytes,
+                        waited,
+                    });
+                }
+                (waited, window_bytes) = (std::time::Duration::ZERO, 0);
+            }
+            if chunk.as_ref().is_some_and(Bytes::is_empty) {
+                continue;
+            }
             let Some(mut chunk) = chunk else {
                 if *delivered < size {
                     return Err(Error::BlobCut {

@@ -65,6 +65,18 @@ pub enum Error {
         /// Bytes received.
         received: usize,
     },
+    /// A blob arriving slower than [`super::blob::MIN_BLOB_RATE`] (transient: it is resumed).
+    #[error(
+        "blob {url} arrived too slowly: {bytes} bytes in {waited:.0?} of waiting, under the floor of 1 KiB/s"
+    )]
+    BlobStalled {
+        /// Request URL.
+        url: String,
+        /// Bytes received in the window.
+        bytes: u64,
+        /// Time spent waiting for them.
+        waited: std::time::Duration,
+    },
     /// A blob body that ended before its size (transient: it is resumed).
     #[error("blob {url} ended after {delivered} of {size} bytes")]
     BlobCut {
@@ -158,7 +170,7 @@ impl Retryable for Error {
     fn is_transient(&self) -> bool {
         match self {
             Self::Http(e) => e.is_transient(),
-            Self::BlobCut { .. } | Self::DocumentCut { .. } => true,
+            Self::BlobCut { .. } | Self::DocumentCut { .. } | Self::BlobStalled { .. } => true,
             _ => false,
         }
     }

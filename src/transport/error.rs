@@ -40,6 +40,16 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    /// No status and headers within the limit (a silent or trickling server).
+    #[error("{method} {url}: no response within {limit:?}")]
+    NoResponse {
+        /// Request method.
+        method: Method,
+        /// Request URL.
+        url: String,
+        /// The limit.
+        limit: Duration,
+    },
     /// Neither scheme got an answer from the server (the scheme probe).
     #[error(
         "no server answers at {host}: plain HTTP: {}; HTTPS: {}",
@@ -309,6 +319,7 @@ impl Retryable for Error {
             Self::Transport { source, .. } | Self::TokenTransport { source, .. } => {
                 transient_transport(source)
             }
+            Self::NoResponse { .. } => true,
             Self::Unreachable { http, https, .. } => transient_transport(http) && transient_transport(https),
             _ => false,
         }

@@ -37,6 +37,10 @@ use crate::secret::Secret;
 /// Redirects followed for one request.
 pub const MAX_REDIRECTS: usize = 10;
 
+/// How long a request without a body of ours may wait for the response's status and
+/// headers, however slowly they trickle in.
+pub const RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_mins(1);
+
 /// How long the scheme probe (`GET /v2/`) may take per scheme.
 pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -368,7 +372,23 @@ impl Transport {
                 _ => {}
             }
         }
-        request.send().await.map_err(|source| Error::Transport {
+        // A body of ours (an upload) may take long to send; anything else must be answered
+        // within the limit, a trickle included.
+        let sent = if call.body.is_some() && *method == call.method {
+            request.send().await
+        } else {
+            match tokio::time::timeout(RESPONSE_TIMEOUT, request.send()).await {
+                Ok(sent) => sent,
+                Err(_) => {
+                    return Err(Error::NoResponse {
+                        method: method.clone(),
+                        url: self.shown(url),
+                        limit: RESPONSE_TIMEOUT,
+                    })
+                }
+            }
+        };
+        sent.map_err(|source| Error::Transport {
             method: method.clone(),
             url: self.shown(url),
             source: source.without_url(),

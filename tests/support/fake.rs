@@ -81,7 +81,10 @@ impl FakeServer {
     }
 
     /// The same at `address` (`127.0.0.1:<port>`: a port reserved earlier).
-    pub fn start_at(address: &str, handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) -> Self {
+    pub fn start_at(
+        address: &str,
+        handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
         let listener = TcpListener::bind(address).unwrap();
         let host = listener.local_addr().unwrap().to_string();
         let requests = Arc::new(Mutex::new(Vec::new()));
