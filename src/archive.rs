@@ -24,6 +24,17 @@ use crate::manifest::{Descriptor, Document, DOCKER_MANIFEST, OCI_INDEX, OCI_MANI
 /// gzip level for layers compressed on the way out: fast, and fixed so output is repeatable.
 pub const GZIP_LEVEL: u32 = 1;
 
+/// The largest JSON document read from an image file (`index.json`, `manifest.json`, a
+/// manifest, a `docker save` config): real ones are kilobytes.
+pub const DOCUMENT_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// The most distinct manifests (indexes included) one push may hold, each pushed once
+/// however often indexes list it.
+pub const MAX_MANIFESTS: usize = 1000;
+
+/// The deepest nesting of indexes below the root (an index of indexes is 1).
+pub const MAX_INDEX_DEPTH: usize = 4;
+
 /// Bytes of a file opened beneath the sources directory, at an offset.
 #[derive(Debug, Clone)]
 pub struct Location {
@@ -152,6 +163,32 @@ pub enum ArchiveError {
         /// The descriptor's digest.
         digest: Digest,
     },
+    /// More distinct manifests than [`MAX_MANIFESTS`].
+    #[error("{path} holds more than {limit} distinct manifests")]
+    TooManyManifests {
+        /// The archive.
+        path: PathBuf,
+        /// The limit.
+        limit: usize,
+    },
+    /// Indexes nested deeper than [`MAX_INDEX_DEPTH`].
+    #[error("{path} nests indexes more than {limit} deep")]
+    TooDeep {
+        /// The archive.
+        path: PathBuf,
+        /// The limit.
+        limit: usize,
+    },
+    /// A JSON document larger than [`DOCUMENT_LIMIT`].
+    #[error("{name} in {path} is larger than {limit} bytes")]
+    TooLarge {
+        /// The archive.
+        path: PathBuf,
+        /// The member.
+        name: String,
+        /// The limit.
+        limit: u64,
+    },
     /// A manifest that is neither a manifest nor an index.
     #[error("manifest {digest} in {path}")]
     Manifest {
@@ -262,8 +299,16 @@ impl Files {
         })
     }
 
-    /// The whole bytes at `loc` (small members: JSON documents, manifests).
-    fn read(&self, loc: &Location) -> Result<Vec<u8>, ArchiveError> {
+    /// The whole bytes at `loc` (small members: JSON documents, manifests), at most
+    /// [`DOCUMENT_LIMIT`]; `name` names it in the error.
+    fn read(&self, loc: &Location, name: &str) -> Result<Vec<u8>, ArchiveError> {
+        if loc.size > DOCUMENT_LIMIT {
+            return Err(ArchiveError::TooLarge {
+                path: self.root.clone(),
+                name: name.to_owned(),
+                limit: DOCUMENT_LIMIT,
+            });
+        }
         let mut bytes = Vec::new();
         loc.open()
             .and_then(|mut r| r.read_to_end(&mut bytes))
@@ -272,7 +317,7 @@ impl Files {
     }
 
     fn read_small(&self, name: &str) -> Result<Vec<u8>, ArchiveError> {
-        self.read(&self.require(name)?)
+        self.read(&self.require(name)?, name)
     }
 
     fn read_error(&self, source: io::Error) -> ArchiveError {
@@ -369,42 +414,76 @@ fn read_oci(files: &Files, tag: &str) -> Result<PushPlan, ArchiveError> {
                 tag: tag.to_owned(),
             })?,
     };
-    let mut plan = PushPlan {
-        blobs: Vec::new(),
-        children: Vec::new(),
-        root: read_manifest(files, root)?,
-    };
-    let mut pending = vec![plan.root.clone()];
-    while let Some(manifest) = pending.pop() {
-        let parsed = Document::parse(&manifest.bytes).map_err(|source| ArchiveError::Manifest {
-            path: files.root.clone(),
-            digest: manifest.digest.clone(),
-            source,
-        })?;
-        match parsed {
-            Document::Manifest(m) => {
-                for d in std::iter::once(&m.config).chain(&m.layers) {
-                    if plan.blobs.iter().any(|b| b.digest == d.digest) {
-                        continue;
+    let root = read_manifest(files, root)?;
+    let mut blobs = Vec::new();
+    let mut children = Vec::new();
+    let mut seen_blobs = std::collections::HashSet::new();
+    let mut seen = std::collections::HashSet::from([root.digest.clone()]);
+    // Depth first, children before their index, each manifest once: an explicit stack of
+    // (index, its children, the next one to visit).
+    let mut stack = Vec::new();
+    let mut visit =
+        |manifest: &ManifestToPush, blobs: &mut Vec<Blob>| -> Result<Option<Vec<Descriptor>>, ArchiveError> {
+            let parsed = Document::parse(&manifest.bytes).map_err(|source| ArchiveError::Manifest {
+                path: files.root.clone(),
+                digest: manifest.digest.clone(),
+                source,
+            })?;
+            match parsed {
+                Document::Manifest(m) => {
+                    for d in std::iter::once(&m.config).chain(&m.layers) {
+                        if seen_blobs.insert(d.digest.clone()) {
+                            blobs.push(Blob {
+                                digest: d.digest.clone(),
+                                size: d.size,
+                                data: BlobData::Stored(locate_blob(files, d)?),
+                            });
+                        }
                     }
-                    let loc = locate_blob(files, d)?;
-                    plan.blobs.push(Blob {
-                        digest: d.digest.clone(),
-                        size: d.size,
-                        data: BlobData::Stored(loc),
+                    Ok(None)
+                }
+                Document::Index(i) => Ok(Some(i.manifests)),
+            }
+        };
+    if let Some(list) = visit(&root, &mut blobs)? {
+        stack.push((None, list, 0));
+    }
+    while let Some((_, list, next)) = stack.last_mut() {
+        let Some(child) = list.get(*next).cloned() else {
+            if let Some((Some(done), _, _)) = stack.pop() {
+                children.push(done);
+            }
+            continue;
+        };
+        *next += 1;
+        if !seen.insert(child.digest.clone()) {
+            continue;
+        }
+        if seen.len() > MAX_MANIFESTS {
+            return Err(ArchiveError::TooManyManifests {
+                path: files.root.clone(),
+                limit: MAX_MANIFESTS,
+            });
+        }
+        let child = read_manifest(files, &child)?;
+        match visit(&child, &mut blobs)? {
+            None => children.push(child),
+            Some(list) => {
+                if stack.len() > MAX_INDEX_DEPTH {
+                    return Err(ArchiveError::TooDeep {
+                        path: files.root.clone(),
+                        limit: MAX_INDEX_DEPTH,
                     });
                 }
-            }
-            Document::Index(i) => {
-                for child in &i.manifests {
-                    let child = read_manifest(files, child)?;
-                    plan.children.insert(0, child.clone());
-                    pending.push(child);
-                }
+                stack.push((Some(child), list, 0));
             }
         }
     }
-    Ok(plan)
+    Ok(PushPlan {
+        blobs,
+        children,
+        root,
+    })
 }
 
 /// Where a descriptor's blob is, checking its size (digests of large blobs are checked by
@@ -421,7 +500,7 @@ fn locate_blob(files: &Files, d: &Descriptor) -> Result<Location, ArchiveError> 
 }
 
 fn read_manifest(files: &Files, d: &Descriptor) -> Result<ManifestToPush, ArchiveError> {
-    let bytes = files.read(&locate_blob(files, d)?)?;
+    let bytes = files.read(&locate_blob(files, d)?, &blob_name(&d.digest))?;
     if !d.digest.matches(&bytes) {
         return Err(ArchiveError::BadBlob {
             path: files.root.clone(),

@@ -491,3 +491,104 @@ fn progress_output_is_linear_in_the_layer_count() {
         out.stderr.len()
     );
 }
+
+/// Writes an OCI layout directory of `blobs` whose `index.json` points at `root` (an index).
+fn layout_of(dir: &Path, blobs: &[Vec<u8>], root: &[u8]) {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    for blob in blobs.iter().chain(std::iter::once(&root.to_vec())) {
+        let digest = support::image::sha256(blob);
+        std::fs::write(dir.join("blobs/sha256").join(&digest[7..]), blob).unwrap();
+    }
+    let index = json!({"schemaVersion": 2, "manifests": [{"mediaType": OCI_INDEX,
+        "digest": support::image::sha256(root), "size": root.len()}]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+/// An index over `children` (media type and bytes), each listed `times` times.
+fn index_of(children: &[(&str, &[u8])], times: usize) -> Vec<u8> {
+    let one: Vec<serde_json::Value> = children
+        .iter()
+        .map(|(t, b)| {
+            json!({"mediaType": t, "digest": support::image::sha256(b), "size": b.len(),
+                             "platform": {"architecture": "amd64", "os": "linux"}})
+        })
+        .collect();
+    let listed: Vec<serde_json::Value> = (0..times).flat_map(|_| one.clone()).collect();
+    serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": listed})).unwrap()
+}
+
+/// An index listing a child index a thousand times, which lists one manifest a thousand
+/// times, is one manifest, one child index and one root: three PUTs, not a million.
+/// Nesting beyond the depth limit and more distinct manifests than the count limit are
+/// refused before any request.
+#[test]
+fn index_expansion_is_deduplicated_and_bounded() {
+    let reg = support::registry::Registry::plain();
+    let image = Image::with_file("leaf", OCI_MANIFEST);
+    let mut blobs = vec![
+        image.manifest.clone(),
+        image.config.bytes.clone(),
+        image.layers[0].bytes.clone(),
+    ];
+    let inner = index_of(&[(OCI_MANIFEST, &image.manifest)], 1000);
+    let outer = index_of(&[(OCI_INDEX, &inner)], 1000);
+    blobs.push(inner.clone());
+    let work = tempfile::tempdir().unwrap();
+    layout_of(&work.path().join("wide"), &blobs, &outer);
+    let start = std::time::Instant::now();
+    let out = bin::run(
+        "out",
+        &json!({"source": {"repository": reg.repo("wide")}, "params": {"image": "wide"}}),
+        &[work.path().to_str().unwrap()],
+    );
+    assert_eq!(
+        out.one_json_line("out")["version"]["digest"],
+        json!(support::image::sha256(&outer))
+    );
+    let puts = reg
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("PUT /v2/wide/manifests/"))
+        .count();
+    assert_eq!(puts, 3, "in {:?}", start.elapsed());
+
+    // six indexes deep
+    let mut chain = vec![
+        image.manifest.clone(),
+        image.config.bytes.clone(),
+        image.layers[0].bytes.clone(),
+    ];
+    let mut top = index_of(&[(OCI_MANIFEST, &image.manifest)], 1);
+    for _ in 0..6 {
+        chain.push(top.clone());
+        top = index_of(&[(OCI_INDEX, &top)], 1);
+    }
+    layout_of(&work.path().join("deep"), &chain, &top);
+    // 1,001 distinct manifests (the same image config and layer, distinct annotations)
+    let mut many = vec![image.config.bytes.clone(), image.layers[0].bytes.clone()];
+    let mut listed = Vec::new();
+    for i in 0..1001 {
+        let mut manifest: serde_json::Value = serde_json::from_slice(&image.manifest).unwrap();
+        manifest["annotations"] = json!({"n": i.to_string()});
+        let bytes = serde_json::to_vec(&manifest).unwrap();
+        many.push(bytes.clone());
+        listed.push(bytes);
+    }
+    let children: Vec<(&str, &[u8])> = listed.iter().map(|b| (OCI_MANIFEST, b.as_slice())).collect();
+    layout_of(&work.path().join("many"), &many, &index_of(&children, 1));
+    let before = reg.requests().len();
+    for (dir, needle) in [
+        ("deep", "nests indexes more than 4 deep"),
+        ("many", "more than 1000 distinct manifests"),
+    ] {
+        let out = bin::run(
+            "out",
+            &json!({"source": {"repository": reg.repo(dir)}, "params": {"image": dir}}),
+            &[work.path().to_str().unwrap()],
+        );
+        let line = out.error_line();
+        assert!(line.contains(needle), "{dir}: {line}");
+    }
+    assert_eq!(reg.requests().len(), before, "refused before any request");
+}
