@@ -29,6 +29,69 @@ impl Secret {
     }
 }
 
+/// The forms in which a server may echo `secret` back: as it is, percent-encoded (either
+/// case, `+` or `%20` for a space), JSON-escaped (as is, and ASCII-only with `\uXXXX` in
+/// either case, `<>&` included, as Go and Python write it), and base64 (standard and
+/// URL-safe, with and without padding). Messages that carry a server's words are scrubbed
+/// of all of them.
+#[must_use]
+pub fn echoed_forms(secret: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let mut forms = vec![secret.to_owned()];
+    for upper in [true, false] {
+        for plus in [true, false] {
+            let mut encoded = String::new();
+            for b in secret.bytes() {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    encoded.push(char::from(b));
+                } else if b == b' ' && plus {
+                    encoded.push('+');
+                } else if upper {
+                    encoded.push_str(&format!("%{b:02X}"));
+                } else {
+                    encoded.push_str(&format!("%{b:02x}"));
+                }
+            }
+            forms.push(encoded);
+        }
+        let mut ascii = String::new();
+        for c in secret.chars() {
+            match c {
+                '"' => ascii.push_str("\\\""),
+                '\\' => ascii.push_str("\\\\"),
+                c if c.is_ascii() && !c.is_ascii_control() && !"<>&".contains(c) => ascii.push(c),
+                c => {
+                    let mut units = [0u16; 2];
+                    for unit in c.encode_utf16(&mut units) {
+                        if upper {
+                            ascii.push_str(&format!("\\u{unit:04X}"));
+                        } else {
+                            ascii.push_str(&format!("\\u{unit:04x}"));
+                        }
+                    }
+                }
+            }
+        }
+        forms.push(ascii);
+    }
+    if let Ok(json) = serde_json::to_string(secret) {
+        let inner = json.strip_prefix('"').and_then(|j| j.strip_suffix('"'));
+        forms.extend(inner.map(str::to_owned));
+    }
+    forms.push(secret.replace('/', "\\/"));
+    for engine in [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+        base64::engine::general_purpose::URL_SAFE,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ] {
+        forms.push(engine.encode(secret));
+    }
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    forms.dedup();
+    forms
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("<redacted>")
@@ -103,6 +166,26 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn echoed_forms_cover_what_servers_write() {
+        let forms = echoed_forms("p@ss w/rd+hunter2%é\"");
+        for expected in [
+            "p@ss w/rd+hunter2%é\"",
+            "p%40ss%20w%2Frd%2Bhunter2%25%C3%A9%22",
+            "p%40ss+w%2frd%2bhunter2%25%c3%a9%22",
+            "p@ss w/rd+hunter2%\\u00e9\\\"",
+            "p@ss w/rd+hunter2%\\u00E9\\\"",
+            "p@ss w/rd+hunter2%é\\\"",
+            "cEBzcyB3L3JkK2h1bnRlcjIlw6ki",
+        ] {
+            assert!(forms.iter().any(|f| f == expected), "{expected} not in {forms:?}");
+        }
+        assert!(
+            forms.windows(2).all(|w| w[0].len() >= w[1].len()),
+            "longest first"
+        );
     }
 
     #[test]

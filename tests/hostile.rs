@@ -592,3 +592,55 @@ fn index_expansion_is_deduplicated_and_bounded() {
     }
     assert_eq!(reg.requests().len(), before, "refused before any request");
 }
+
+/// A server that echoes the password in every form servers write it (raw, percent-encoded,
+/// JSON-escaped, base64, the Basic header) never gets it shown: not in the retry warnings,
+/// not in the error, not with debug on.
+#[test]
+fn echoed_secrets_are_redacted_in_every_form() {
+    use base64::Engine as _;
+    let password = "p@ss w/rd+hunter2%é";
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let forms = [
+        password.to_owned(),
+        "p%40ss%20w%2Frd%2Bhunter2%25%C3%A9".to_owned(),
+        "p%40ss+w%2frd%2bhunter2%25%c3%a9".to_owned(),
+        "p@ss w/rd+hunter2%\\u00e9".to_owned(),
+        b64.encode(password),
+        b64.encode(format!("user:{password}")),
+    ];
+    let body = forms.join(" | ");
+    // HEAD succeeds without a digest, so check asks with GET, whose 503 has a body
+    let server = FakeServer::start(
+        move |req, _| match (req.header("authorization"), req.method.as_str()) {
+            (None, _) => Reply::status(401).with_header("WWW-Authenticate", r#"Basic realm="r""#),
+            (Some(_), "HEAD") => Reply::status(200),
+            (Some(auth), _) => Reply::status(503).with_body(format!("{auth} | {body}").as_bytes()),
+        },
+    );
+    for debug in [false, true] {
+        let out = bin::run_with_env(
+            "check",
+            &json!({"source": {"repository": format!("{}/app", server.host), "username": "user",
+                              "password": password, "debug": debug}})
+            .to_string(),
+            &[],
+            std::time::Duration::from_secs(90),
+            &[("REGISTRY_IMAGE_STEP_DEADLINE", "6")],
+        );
+        assert!(!out.success);
+        assert!(
+            out.stderr.contains("503") && out.stderr.contains("<redacted>"),
+            "{}",
+            out.stderr
+        );
+        for form in &forms {
+            assert!(
+                !out.stderr.contains(form.as_str()),
+                "{form} shown:\n{}",
+                out.stderr
+            );
+        }
+        assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
+    }
+}

@@ -427,10 +427,16 @@ impl Transport {
     #[must_use]
     pub fn scrub(&self, text: String) -> String {
         let secrets = self.secrets.lock().map(|s| s.clone()).unwrap_or_default();
-        secrets
+        let mut forms: Vec<String> = secrets
             .iter()
             .filter(|s| s.len() >= 4)
-            .fold(text, |text, secret| text.replace(secret.as_str(), "<redacted>"))
+            .flat_map(|s| crate::secret::echoed_forms(s))
+            .filter(|f| f.len() >= 4)
+            .collect();
+        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        forms
+            .iter()
+            .fold(text, |text, form| text.replace(form.as_str(), "<redacted>"))
     }
 
     /// A `Status` error for `response`, its URL as shown and its words scrubbed.
