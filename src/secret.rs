@@ -37,6 +37,7 @@ impl Secret {
 #[must_use]
 pub fn echoed_forms(secret: &str) -> Vec<String> {
     use base64::Engine as _;
+    use std::fmt::Write as _;
     let mut forms = vec![secret.to_owned()];
     for upper in [true, false] {
         for plus in [true, false] {
@@ -47,9 +48,9 @@ pub fn echoed_forms(secret: &str) -> Vec<String> {
                 } else if b == b' ' && plus {
                     encoded.push('+');
                 } else if upper {
-                    encoded.push_str(&format!("%{b:02X}"));
+                    let _ = write!(encoded, "%{b:02X}");
                 } else {
-                    encoded.push_str(&format!("%{b:02x}"));
+                    let _ = write!(encoded, "%{b:02x}");
                 }
             }
             forms.push(encoded);
@@ -64,9 +65,9 @@ pub fn echoed_forms(secret: &str) -> Vec<String> {
                     let mut units = [0u16; 2];
                     for unit in c.encode_utf16(&mut units) {
                         if upper {
-                            ascii.push_str(&format!("\\u{unit:04X}"));
+                            let _ = write!(ascii, "\\u{unit:04X}");
                         } else {
-                            ascii.push_str(&format!("\\u{unit:04x}"));
+                            let _ = write!(ascii, "\\u{unit:04x}");
                         }
                     }
                 }

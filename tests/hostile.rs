@@ -644,3 +644,43 @@ fn echoed_secrets_are_redacted_in_every_form() {
         assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
     }
 }
+
+/// A refusal says what was refused: the password (Basic), a token issued to good
+/// credentials that lack access, or an anonymous token.
+#[test]
+fn a_refusal_says_what_was_refused() {
+    use support::registry::{Auth, Registry, USER};
+    let reg = Registry::start(Auth::Basic, false);
+    let line =
+        check(json!({"repository": reg.repo("app"), "username": USER, "password": "wrong"})).error_line();
+    assert!(
+        line.contains("401")
+            && line.contains("refused the credentials from source.username and source.password"),
+        "{line}"
+    );
+
+    let server = FakeServer::start(|req, _| {
+        let host = req.header("host").unwrap_or_default().to_owned();
+        match (req.path.as_str(), req.header("authorization")) {
+            (p, _) if p.starts_with("/token") => {
+                Reply::status(200).with_body(br#"{"token":"granted-but-useless"}"#)
+            }
+            _ => Reply::status(401).with_header(
+                "WWW-Authenticate",
+                &format!(r#"Bearer realm="http://{host}/token",service="fake""#),
+            ),
+        }
+    });
+    let repo = format!("{}/app", server.host);
+    let line = check(json!({"repository": repo, "username": "u", "password": "good-password"})).error_line();
+    assert!(
+        line.contains("refused the token its realm issued for repository:app:pull to the credentials from source.username and source.password"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("granted-but-useless") && !line.contains("good-password"),
+        "{line}"
+    );
+    let line = check(json!({"repository": repo})).error_line();
+    assert!(line.contains("refused the anonymous token"), "{line}");
+}

@@ -303,9 +303,19 @@ impl Transport {
             if status.is_success() {
                 return Ok(response);
             }
+            let own = self.is_own(&url);
+            let refused = status == StatusCode::UNAUTHORIZED
+                && own
+                && !matches!(attach, Attach::Nothing)
+                && (answered_challenge || response.headers().get(WWW_AUTHENTICATE).is_none());
+            if refused {
+                let mut error = self.status_error(method, &url, response).await;
+                self.say_what_was_refused(&mut error, &attach, call.scope);
+                return Err(error);
+            }
             // A 401 from a host a redirect led to is that host's business: its challenge
             // is never answered with our credentials.
-            if status != StatusCode::UNAUTHORIZED || answered_challenge || !self.is_own(&url) {
+            if status != StatusCode::UNAUTHORIZED || answered_challenge || !own {
                 return Err(self.status_error(method, &url, response).await);
             }
             let Some(header) = response.headers().get(WWW_AUTHENTICATE).cloned() else {
@@ -314,6 +324,33 @@ impl Transport {
             self.answer(&header, call.scope).await?;
             answered_challenge = true;
         }
+    }
+
+    /// Adds to a 401's message what the server refused: our credentials (Basic), or the
+    /// token its realm issued (for our credentials, or anonymously), so the reader knows
+    /// whether the password or the access rights are wrong.
+    fn say_what_was_refused(&self, error: &mut Error, attach: &Attach, scope: &str) {
+        let Error::Status { message, .. } = error else {
+            return;
+        };
+        let origin = &self.identity.origin;
+        let note = match (attach, &self.identity.credentials) {
+            (Attach::Basic, _) => format!("{} refused the credentials from {origin}", self.host),
+            (Attach::Bearer(_), Credentials::Anonymous) => format!(
+                "{} refused the anonymous token its realm issued for {scope} ({origin}): the repository may be private, or not exist",
+                self.host
+            ),
+            (Attach::Bearer(_), _) => format!(
+                "{} refused the token its realm issued for {scope} to the credentials from {origin}: they were accepted, but lack that access",
+                self.host
+            ),
+            (Attach::Nothing, _) => return,
+        };
+        *message = if message.is_empty() {
+            note
+        } else {
+            format!("{message}; {note}")
+        };
     }
 
     /// Sends `call`, following redirects by hand. Returns the last response and its URL.
