@@ -684,3 +684,40 @@ fn a_refusal_says_what_was_refused() {
     let line = check(json!({"repository": repo})).error_line();
     assert!(line.contains("refused the anonymous token"), "{line}");
 }
+
+/// A layer whose PAX header, GNU long name or long link claims 512 MiB is refused at its
+/// header, before any of it is read into memory; so is a gzip name that never ends.
+#[test]
+fn oversized_tar_metadata_and_endless_gzip_names_are_refused() {
+    let reg = support::registry::Registry::plain();
+    let mut cases: Vec<(Vec<u8>, &str)> = Vec::new();
+    for kind in [
+        tar::EntryType::XHeader,
+        tar::EntryType::GNULongName,
+        tar::EntryType::GNULongLink,
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(512 * 1024 * 1024);
+        h.set_cksum();
+        let mut tar = h.as_bytes().to_vec();
+        tar.extend(std::iter::repeat_n(b'a', 4 * 1024 * 1024));
+        cases.push((support::image::gzip(&tar), "(the limit is 1048576)"));
+    }
+    // gzip with FNAME set and a name of 200 KiB without its NUL
+    let mut endless = vec![0x1f, 0x8b, 8, 0x08, 0, 0, 0, 0, 0, 3];
+    endless.extend(std::iter::repeat_n(b'n', 200 * 1024));
+    cases.push((endless, "gzip header's name or comment runs past 65536 bytes"));
+    for (i, (blob, needle)) in cases.into_iter().enumerate() {
+        let image = Image::from_layers(vec![(blob, tar_with_file("x", b"x"))], OCI_MANIFEST, "amd64");
+        let digest = reg.push(&format!("meta{i}"), "latest", &image);
+        let dest = tempfile::tempdir().unwrap();
+        let out = bin::run(
+            "in",
+            &json!({"source": {"repository": reg.repo(&format!("meta{i}"))}, "version": {"digest": digest}}),
+            &[dest.path().join("d").to_str().unwrap()],
+        );
+        let line = out.error_line();
+        assert!(line.contains(needle), "{i}: {line}");
+    }
+}

@@ -5,10 +5,12 @@
 //! (registry-image-resource issue #405). zstd starts with `28 b5 2f fd`, gzip with `1f 8b`;
 //! anything else is read as a plain tar.
 
+mod guard;
 mod member;
 
 use std::io::{self, BufRead, Cursor, Read};
 
+pub use guard::{TarGuard, TAR_METADATA_LIMIT};
 use member::MemberBody;
 
 /// The compression of a layer.
@@ -63,6 +65,9 @@ pub fn decompress<'a, R: BufRead + 'a>(mut reader: R) -> io::Result<(Compression
     Ok((kind, decoder))
 }
 
+/// The longest file name or comment a gzip header may carry (they are skipped).
+pub const GZIP_FIELD_LIMIT: u64 = 64 * 1024;
+
 /// gzip (RFC 1952) inflated member after member (`pigz` and some builders write several);
 /// this reads the headers, [`MemberBody`] the deflate data and the trailers.
 enum Gzip<R> {
@@ -97,10 +102,17 @@ impl<R: BufRead> Gzip<R> {
                 &mut io::sink(),
             )?;
         }
+        // FNAME, FCOMMENT: NUL-terminated, skipped, at most GZIP_FIELD_LIMIT bytes each
         for flag in [0x08, 0x10] {
             if flags & flag != 0 {
                 let mut field = Vec::new();
-                input.read_until(0, &mut field)?;
+                input.by_ref().take(GZIP_FIELD_LIMIT).read_until(0, &mut field)?;
+                if field.last() != Some(&0) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("a gzip header's name or comment runs past {GZIP_FIELD_LIMIT} bytes, or past the end"),
+                    ));
+                }
             }
         }
         if flags & 0x02 != 0 {

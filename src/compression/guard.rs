@@ -1,0 +1,271 @@
+//! A guard on a tar stream's metadata, between the decompressor and the tar reader.
+//!
+//! The tar reader keeps a PAX extended header, or a GNU long name or link name, in memory
+//! whole before it looks at the entry it describes; a layer could name a 512 MiB one. This
+//! reader follows the stream block by block as it passes through (headers, GNU sparse
+//! extension blocks, data padded to 512 bytes, the sizes a PAX `size` record sets) and
+//! fails before such a member's bytes are read, so memory stays bounded whatever a layer
+//! declares. It changes no byte.
+
+use std::io::{self, Read};
+
+/// The largest PAX extended header (`x`, `g`) or GNU long name or link (`L`, `K`) a layer
+/// may carry: real ones are a few hundred bytes.
+pub const TAR_METADATA_LIMIT: u64 = 1024 * 1024;
+
+const BLOCK: usize = 512;
+
+enum State {
+    /// Collecting a header block (`filled` bytes so far).
+    Header,
+    /// Old GNU sparse extension blocks follow the header.
+    SparseExtension,
+    /// Data of the current member, padding included; `pax` collects a PAX header's data.
+    Data { remaining: u64, pax: Option<Vec<u8>> },
+    /// After the end-of-archive block: anything passes.
+    Tail,
+}
+
+/// Passes a tar stream through unchanged, refusing metadata members over
+/// [`TAR_METADATA_LIMIT`] before their bytes arrive.
+pub struct TarGuard<R> {
+    inner: R,
+    state: State,
+    block: Vec<u8>,
+    /// A PAX `size` record for the next member.
+    next_size: Option<u64>,
+    /// Data of an old GNU sparse member, which follows its extension blocks.
+    pending_sparse: u64,
+}
+
+impl<R: Read> TarGuard<R> {
+    /// Guards `inner`.
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            state: State::Header,
+            block: Vec::with_capacity(BLOCK),
+            next_size: None,
+            pending_sparse: 0,
+        }
+    }
+
+    /// Follows `bytes`, which just passed through.
+    fn follow(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            match &mut self.state {
+                State::Tail => return Ok(()),
+                State::Header | State::SparseExtension => {
+                    let take = (BLOCK - self.block.len()).min(bytes.len());
+                    self.block.extend_from_slice(&bytes[..take]);
+                    bytes = &bytes[take..];
+                    if self.block.len() == BLOCK {
+                        let block = std::mem::take(&mut self.block);
+                        self.block_done(&block)?;
+                    }
+                }
+                State::Data { remaining, pax } => {
+                    let take = usize::try_from(*remaining).unwrap_or(usize::MAX).min(bytes.len());
+                    if let Some(pax) = pax {
+                        pax.extend_from_slice(&bytes[..take]);
+                    }
+                    *remaining -= take as u64;
+                    bytes = &bytes[take..];
+                    if *remaining == 0 {
+                        if let State::Data { pax: Some(pax), .. } =
+                            std::mem::replace(&mut self.state, State::Header)
+                        {
+                            self.next_size = pax_size(&pax);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn block_done(&mut self, block: &[u8]) -> io::Result<()> {
+        if matches!(self.state, State::SparseExtension) {
+            // each extension block says at byte 504 whether another follows
+            if block[504] == 0 {
+                self.state = match std::mem::take(&mut self.pending_sparse) {
+                    0 => State::Header,
+                    remaining => State::Data { remaining, pax: None },
+                };
+            }
+            return Ok(());
+        }
+        if block.iter().all(|&b| b == 0) {
+            self.state = State::Tail;
+            return Ok(());
+        }
+        let kind = block[156];
+        let field = parse_size(&block[124..136])
+            .ok_or_else(|| invalid("a tar header has a size field that is not a number"))?;
+        let size = match kind {
+            // the size records of PAX headers apply to the member after them
+            b'x' | b'g' | b'L' | b'K' => field,
+            _ => self.next_size.take().unwrap_or(field),
+        };
+        if matches!(kind, b'x' | b'g' | b'L' | b'K') && size > TAR_METADATA_LIMIT {
+            return Err(invalid(&format!(
+                "a tar {} of {size} bytes (the limit is {TAR_METADATA_LIMIT})",
+                if matches!(kind, b'x' | b'g') {
+                    "PAX extended header"
+                } else {
+                    "GNU long name"
+                }
+            )));
+        }
+        // as the tar reader does: every member's data is its size, padded to a block
+        let padded = size
+            .div_ceil(BLOCK as u64)
+            .checked_mul(BLOCK as u64)
+            .ok_or_else(|| invalid("a tar member's size overflows"))?;
+        let pax = (kind == b'x').then(Vec::new);
+        if kind == b'S' && block[482] != 0 {
+            self.state = State::SparseExtension;
+            // its data follows the extension blocks; remember it for when they end
+            self.pending_sparse = padded;
+            return Ok(());
+        }
+        self.state = if padded == 0 {
+            State::Header
+        } else {
+            State::Data {
+                remaining: padded,
+                pax,
+            }
+        };
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for TarGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.follow(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+fn invalid(message: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message.to_owned())
+}
+
+/// A tar size field: octal digits (padded with spaces or NULs), or base-256 when its first
+/// byte has the high bit set.
+fn parse_size(field: &[u8]) -> Option<u64> {
+    if field[0] & 0x80 != 0 {
+        let mut value: u64 = u64::from(field[0] & 0x7f);
+        for &b in &field[1..] {
+            value = value.checked_mul(256)?.checked_add(u64::from(b))?;
+        }
+        return Some(value);
+    }
+    let text = std::str::from_utf8(field).ok()?;
+    let digits = text.trim_matches(|c: char| c == ' ' || c == '\0');
+    if digits.is_empty() {
+        return Some(0);
+    }
+    u64::from_str_radix(digits, 8).ok()
+}
+
+/// The `size` record of PAX extended header data (`<len> size=<n>\n` records).
+fn pax_size(data: &[u8]) -> Option<u64> {
+    let mut rest = data;
+    let mut found = None;
+    while let Some(space) = rest.iter().position(|&b| b == b' ') {
+        let len: usize = std::str::from_utf8(&rest[..space]).ok()?.parse().ok()?;
+        if len <= space || len > rest.len() {
+            break;
+        }
+        let record = &rest[space + 1..len];
+        if let Some(value) = record.strip_prefix(b"size=") {
+            let value = value.strip_suffix(b"\n").unwrap_or(value);
+            found = std::str::from_utf8(value).ok()?.parse().ok();
+        }
+        rest = &rest[len..];
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn through(tar: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        // small reads, so blocks arrive in pieces
+        let mut guard = TarGuard::new(io::BufReader::with_capacity(7, tar));
+        let mut buf = [0u8; 13];
+        loop {
+            let n = guard.read(&mut buf)?;
+            if n == 0 {
+                return Ok(out);
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    fn header(kind: tar::EntryType, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_cksum();
+        h
+    }
+
+    #[test]
+    fn passes_real_tars_unchanged_and_stays_in_step() {
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_data(&mut header(tar::EntryType::Regular, 3), "a", &b"abc"[..])
+            .unwrap();
+        // a long name (GNU), a PAX header with a size record, a big file
+        let long = "d/".repeat(200) + "f";
+        let mut h = tar::Header::new_gnu();
+        h.set_size(700);
+        h.set_mode(0o644);
+        b.append_data(&mut h, &long, &vec![7u8; 700][..]).unwrap();
+        b.append_pax_extensions([("size", &b"5"[..]), ("path", &b"p"[..])])
+            .unwrap();
+        let mut h = header(tar::EntryType::Regular, 5);
+        h.set_size(5);
+        b.append_data(&mut h, "q", &b"12345"[..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        assert_eq!(through(&tar).unwrap(), tar);
+        // and the tar crate reads through the guard what it reads without
+        let mut names = Vec::new();
+        for e in tar::Archive::new(TarGuard::new(&tar[..])).entries().unwrap() {
+            names.push(e.unwrap().path().unwrap().display().to_string());
+        }
+        assert_eq!(names, ["a", long.as_str(), "p"]);
+    }
+
+    #[test]
+    fn refuses_oversized_metadata_before_reading_it() {
+        for kind in [
+            tar::EntryType::XHeader,
+            tar::EntryType::GNULongName,
+            tar::EntryType::GNULongLink,
+        ] {
+            let h = header(kind, 512 * 1024 * 1024);
+            let e = through(h.as_bytes()).unwrap_err();
+            assert!(e.to_string().contains("the limit is 1048576"), "{e}");
+        }
+        assert!(through(header(tar::EntryType::XHeader, 1000).as_bytes()).is_ok());
+        // a regular file may be any size
+        assert!(through(header(tar::EntryType::Regular, 1 << 40).as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn parses_size_fields() {
+        assert_eq!(parse_size(b"00000001750\0"), Some(1000));
+        assert_eq!(parse_size(b"        1750"), Some(1000));
+        assert_eq!(parse_size(&[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]), Some(256));
+        assert_eq!(parse_size(b"12x"), None);
+        assert_eq!(pax_size(b"11 size=42\n9 path=p\n"), Some(42));
+        assert_eq!(pax_size(b"9 path=p\n"), None);
+    }
+}
