@@ -192,3 +192,35 @@ fn the_by_hand_commands_work_against_a_registry() {
         }
     }
 }
+
+/// Every test the README's table of promises names exists, in the file it names.
+#[test]
+fn the_promises_name_tests_that_exist() {
+    let readme = readme();
+    let table = readme
+        .split("The promises, and the tests that hold the binaries to them")
+        .nth(1)
+        .expect("README lists its promises")
+        .split("\n\n")
+        .nth(1)
+        .unwrap();
+    let mut named = 0;
+    for row in table.lines().skip(2) {
+        let test_cell = row.rsplit('|').nth(1).unwrap_or_default();
+        for part in test_cell.split(';') {
+            let file = part
+                .split('`')
+                .find(|w| w.starts_with("tests/"))
+                .unwrap_or("tests/hostile.rs");
+            let source = std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            for name in part.split('`').skip(1).step_by(2).filter(|w| !w.contains('/')) {
+                assert!(
+                    source.contains(&format!("fn {name}()")),
+                    "{file} has no test {name}"
+                );
+                named += 1;
+            }
+        }
+    }
+    assert!(named >= 15, "only {named} tests named");
+}
