@@ -50,6 +50,8 @@ pub mod credentials;
 pub mod digest;
 pub mod error;
 pub mod fetch;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod get;
 pub mod manifest;
 pub mod metadata;

@@ -32,7 +32,7 @@ const FLOORS: &[(&str, &[&str])] = &[
     ("transport", &["transport"]),
     ("registry and notary clients", &["notary", "registry"]),
     ("connection seam", &["auth", "connect"]),
-    ("step support", &["cli", "error", "fetch"]),
+    ("step support", &["cli", "error", "fetch", "fuzz"]),
     ("steps", &["check", "get", "put"]),
 ];
 

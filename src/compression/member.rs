@@ -70,10 +70,22 @@ impl<R: BufRead> Read for MemberBody<R> {
             // pointers are cleared below before the buffers can go away. The state was
             // initialised by `isal_inflate_init` and is only ever touched by these calls.
             let code = unsafe { ffi::isal_inflate(state) };
-            let consumed = in_len - state.avail_in as usize;
-            let produced = out_len - state.avail_out as usize;
+            // On some corrupt input ISA-L hands back more input than this call gave it (it
+            // rewinds into bytes of an earlier call): no count may go below zero.
+            let consumed = in_len.checked_sub(state.avail_in as usize);
+            let produced = out_len.checked_sub(state.avail_out as usize);
             state.next_in = std::ptr::null_mut();
             state.next_out = std::ptr::null_mut();
+            let (Some(consumed), Some(produced)) = (consumed, produced) else {
+                return Err(if PROGRESS.contains(&code) {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "corrupt deflate data (the decoder rewound its input)",
+                    )
+                } else {
+                    decode_error(code)
+                });
+            };
             let done = state.block_state == ffi::isal_block_state_ISAL_BLOCK_FINISH;
             self.input.consume(consumed);
             if !PROGRESS.contains(&code) {

@@ -26,6 +26,13 @@ use tokio::sync::{Mutex, OnceCell};
 use self::challenge::Challenge;
 use self::error::read_limited;
 pub use self::error::Error;
+
+/// Fuzzing entry point: parses a `WWW-Authenticate` value as a 401 would be read.
+#[doc(hidden)]
+#[must_use]
+pub fn fuzz_challenge(header: &str) -> bool {
+    challenge::Challenge::parse(header).is_some()
+}
 use self::error::Partial;
 pub use self::http::{CONNECT_TIMEOUT, READ_TIMEOUT};
 use self::token::Token;
