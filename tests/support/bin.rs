@@ -1,6 +1,6 @@
 //! Runs the built resource binaries the way Concourse does: JSON on stdin, argv[1] a dir.
 
-use std::io::Write;
+use std::io::{Read as _, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -126,23 +126,38 @@ pub fn run_with_env(
             "write stdin of {name}: {e}"
         );
     }
+    // Both pipes are read while the binary runs: one that fills a pipe (64 KiB of
+    // progress) would otherwise block on its next write and look hung.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
     let deadline = Instant::now() + timeout;
-    while child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
         if Instant::now() > deadline {
             child.kill().ok();
-            let out = child.wait_with_output().unwrap();
+            child.wait().ok();
             panic!(
                 "{name} ran longer than {timeout:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
+                String::from_utf8_lossy(&stderr.join().unwrap())
             );
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
+    };
     Output {
-        success: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        success: status.success(),
+        stdout: String::from_utf8_lossy(&stdout.join().unwrap()).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr.join().unwrap()).into_owned(),
     }
 }
 
