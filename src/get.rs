@@ -106,6 +106,7 @@ pub async fn run(request: InRequest, dest: &Path, backoff: Backoff) -> Result<St
         Format::Rootfs => {
             let rootfs =
                 Arc::new(Rootfs::create(&dest.join("rootfs")).map_err(|e| Error::Rootfs(Box::new(e)))?);
+            let _staging = StagingRemoved(rootfs.clone());
             apply_layers(&client, &image, rootfs, draw).await?;
             write_run_metadata(dest, &RunMetadata::from_config(&image.config)).map_err(|source| {
                 Error::Write {
@@ -295,6 +296,21 @@ fn layer_error(client: &Remote, image: &Image, index: usize, source: LayerError)
         count: image.manifest.layers.len(),
         digest: image.manifest.layers[index].digest.clone(),
         source: Box::new(source),
+    }
+}
+
+/// Removes the staging directory when dropped, however `run` ends: with an error, or
+/// dropped at the deadline. Layers still running hold the `Rootfs` (the process exits
+/// without waiting for them), so its own removal on drop may never come; they are
+/// abandoned first, so they stop writing ahead.
+struct StagingRemoved(Arc<Rootfs>);
+
+impl Drop for StagingRemoved {
+    fn drop(&mut self) {
+        self.0.abandon();
+        if let Err(e) = self.0.remove_staging() {
+            tracing::warn!("could not remove the staging directory: {e}");
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use std::sync::{Condvar, Mutex};
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::ops::remove_all;
+use super::remove::{remove_all, remove_path};
 
 /// Bytes of entries (paths, link targets) a layer may hold while it waits for its turn,
 /// about 10k entries; past that it waits.
@@ -139,7 +139,7 @@ impl Staging {
                     "not writing layers ahead: staging directory {}: {e}",
                     path.display()
                 );
-                let _ = std::fs::remove_dir_all(&path);
+                let _ = remove_path(&path);
                 None
             }
         }
@@ -148,7 +148,7 @@ impl Staging {
     /// An empty staging directory at `path`, whatever was there before (a run that was
     /// killed), on whatever filesystem.
     fn make(path: &Path) -> io::Result<Self> {
-        match std::fs::remove_dir_all(path) {
+        match remove_path(path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
@@ -176,10 +176,36 @@ impl Staging {
     }
 }
 
+impl Staging {
+    /// Removes the staging directory and what it holds. A layer still writing ahead can
+    /// add a file between the listing and the last `rmdir`, so this tries again, a few
+    /// times; once the directory is gone nothing can be added to it.
+    pub(super) fn remove(&self) -> io::Result<()> {
+        let mut attempt = 1;
+        loop {
+            match remove_path(&self.path) {
+                Err(e)
+                    if e.raw_os_error() == Some(Errno::NOTEMPTY.raw_os_error())
+                        && attempt < REMOVAL_ATTEMPTS =>
+                {
+                    attempt += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Times [`Staging::remove`] starts over when a layer wrote into the directory meanwhile.
+const REMOVAL_ATTEMPTS: usize = 8;
+
 impl Drop for Staging {
     fn drop(&mut self) {
         // empty unless a layer failed halfway through its turn
-        let _ = std::fs::remove_dir_all(&self.path);
+        if let Err(e) = self.remove() {
+            tracing::debug!("remove staging directory {}: {e}", self.path.display());
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Directories of the rootfs: resolving an entry's parent beneath the root, creating the
-//! missing ones the way `mkdir -p` in the container would, and keeping each directory's
-//! times as they were before a layer wrote into it.
+//! missing ones the way `mkdir -p` in the container would, keeping each directory's
+//! times as they were before a layer wrote into it, and (not being root) opening up the
+//! ones whose mode would refuse us (`modes`).
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -8,6 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::OFlags;
+use rustix::io::Errno;
 
 use super::path::{self, open_beneath, ResolveError, Resolved};
 use super::{ops, Error, Layer};
@@ -37,11 +39,7 @@ impl Layer<'_> {
                 .parent_dir(parent, name, true)?
                 .expect("created parents exist");
             if !self.saved_times.contains_key(parent) {
-                let times = ops::times_of(&fd).map_err(|source| Error::Entry {
-                    entry: name.to_owned(),
-                    source,
-                })?;
-                self.saved_times.insert(parent.to_owned(), times);
+                self.note_dir(parent, &fd, name)?;
             }
             self.parent = Some((parent.to_owned(), fd));
         }
@@ -54,13 +52,21 @@ impl Layer<'_> {
             return Ok(());
         }
         if let Some(dir) = self.resolve(parent, entry, OFlags::RDONLY | OFlags::DIRECTORY)? {
-            let times = ops::times_of(&dir).map_err(|source| Error::Entry {
-                entry: entry.to_owned(),
-                source,
-            })?;
-            self.saved_times.insert(parent.to_owned(), times);
+            self.note_dir(parent, &dir, entry)?;
         }
         Ok(())
+    }
+
+    /// The first time this layer changes the directory `rel`: saves its times, and opens
+    /// it up if its mode would refuse us.
+    fn note_dir(&mut self, rel: &Path, fd: &OwnedFd, entry: &str) -> Result<(), Error> {
+        let fail = |source| Error::Entry {
+            entry: entry.to_owned(),
+            source,
+        };
+        let times = ops::times_of(fd).map_err(fail)?;
+        self.saved_times.insert(rel.to_owned(), times);
+        self.deferred.get_mut().open_up(rel, fd).map_err(fail)
     }
 
     /// Puts back the saved directory times. A directory that a later entry replaced or
@@ -98,7 +104,7 @@ impl Layer<'_> {
             entry: entry.to_owned(),
             source: io::Error::new(kind, what),
         };
-        if depth > 40 {
+        if depth > path::MAX_SYMLINKS {
             return Err(fail(
                 format!("too many symlinks creating {}", rel.display()),
                 io::ErrorKind::InvalidInput,
@@ -134,6 +140,13 @@ impl Layer<'_> {
                 };
                 self.create_dirs(&lexical(&joined), entry, depth + 1)?;
             } else {
+                self.deferred
+                    .borrow_mut()
+                    .open_up(&parent, &current)
+                    .map_err(|source| Error::Entry {
+                        entry: entry.to_owned(),
+                        source,
+                    })?;
                 ops::make_dir(
                     &current,
                     name,
@@ -158,7 +171,14 @@ impl Layer<'_> {
     }
 
     pub(super) fn resolve(&self, rel: &Path, entry: &str, flags: OFlags) -> Result<Option<OwnedFd>, Error> {
-        match open_beneath(&self.rootfs.root, rel, flags) {
+        let mut resolved = open_beneath(&self.rootfs.root, rel, flags);
+        if matches!(&resolved, Err(ResolveError::Io(e)) if e.raw_os_error() == Some(Errno::ACCESS.raw_os_error()))
+            && self.deferred.borrow().enabled()
+            && self.open_up_path(rel)
+        {
+            resolved = open_beneath(&self.rootfs.root, rel, flags);
+        }
+        match resolved {
             Ok(Resolved::Fd(fd)) => Ok(Some(fd)),
             Ok(Resolved::Missing) => Ok(None),
             Err(ResolveError::Escape { symlink }) => Err(Error::Hostile {

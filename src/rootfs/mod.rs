@@ -22,11 +22,14 @@
 mod ahead;
 mod dirs;
 mod entry;
+mod modes;
 mod ops;
 mod path;
+mod remove;
 #[cfg(test)]
 mod tests;
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read};
@@ -39,6 +42,7 @@ use rustix::fs::{Mode, OFlags};
 pub use self::ahead::Turn;
 use self::ahead::{Staging, EARLY_BUDGET};
 use self::entry::{Action, Described, Link};
+use self::modes::Deferred;
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
@@ -170,6 +174,7 @@ impl Rootfs {
             touched: HashSet::new(),
             parent: None,
             saved_times: HashMap::new(),
+            deferred: RefCell::new(Deferred::new(self.creator.root.is_some())),
             buf: vec![0; 256 * 1024],
             stats: LayerStats::default(),
         };
@@ -206,7 +211,10 @@ impl Rootfs {
             wait_for(turn)?;
             layer.apply_early(held)?;
         }
+        // times first: a deferred mode may take away the search bit that reaching a
+        // directory below needs
         layer.restore_saved_times();
+        layer.apply_deferred_modes()?;
         Ok(layer.stats)
     }
 
@@ -221,6 +229,16 @@ impl Rootfs {
     /// Stops every layer still being applied, at its next entry.
     pub fn abandon(&self) {
         self.abandoned.store(true, Ordering::Relaxed);
+    }
+
+    /// Removes the staging directory now, with whatever layers wrote ahead into it: for a
+    /// failed unpack, whose layers may still hold this `Rootfs` when the process exits.
+    /// Layers still writing ahead then fail (they are meant to be abandoned first).
+    ///
+    /// # Errors
+    /// When the directory cannot be removed.
+    pub fn remove_staging(&self) -> io::Result<()> {
+        self.staging.as_ref().map_or(Ok(()), Staging::remove)
     }
 }
 
@@ -292,6 +310,9 @@ struct Layer<'a> {
     /// An entry never changes its directory's times (the rule umoci follows, and the only
     /// one that makes them reproducible): they are put back when the layer ends.
     saved_times: HashMap<PathBuf, ops::Times>,
+    /// Directory modes that would lock us out until the layer ends (not root; `modes`).
+    /// In a cell because resolving a path, which only reads the layer, may open one up.
+    deferred: RefCell<Deferred>,
     /// The copy buffer for file contents, allocated once per layer.
     buf: Vec<u8>,
     stats: LayerStats,
@@ -393,11 +414,16 @@ impl Layer<'_> {
         let creator = self.rootfs.creator;
         // borrowed out while `dir` borrows the layer; an error ends the layer anyway
         let mut buf = std::mem::take(&mut self.buf);
+        let dir_mode = node
+            .kind
+            .is_dir()
+            .then(|| self.deferred.get_mut().mode_now(node.rel, node.meta.mode()));
         let dir = self.enter(parent, name)?;
         let (file_name, meta) = (node.file_name, node.meta);
         match node.kind {
             t if t.is_dir() => {
-                ops::make_dir(dir, file_name, meta, creator.umask).map_err(fail)?;
+                let meta = meta.with_mode(dir_mode.unwrap_or(meta.mode()));
+                ops::make_dir(dir, file_name, &meta, creator.umask).map_err(fail)?;
                 if let (Some(mtime), Some(saved)) = (meta.mtime(), self.saved_times.get_mut(node.rel)) {
                     *saved = ops::Times::at(mtime);
                 }
@@ -480,7 +506,8 @@ impl Layer<'_> {
             return Ok(());
         };
         if !self.touched.contains(rel) {
-            return ops::remove_all(&dir, name).map_err(|source| Error::Entry {
+            self.deferred.borrow_mut().forget_below(rel);
+            return remove::remove_all(&dir, name).map_err(|source| Error::Entry {
                 entry: entry.to_owned(),
                 source,
             });
@@ -496,17 +523,30 @@ impl Layer<'_> {
         }
     }
 
-    /// `.wh..wh..opq`: hides every lower-layer child of `rel`.
+    /// `.wh..wh..opq`: hides every lower-layer child of `rel`. Children this layer wrote
+    /// stay, and are searched in turn: a work list of paths, not recursion, though their
+    /// depth is bounded by the names of this layer's entries.
     fn hide_lower_children(&self, rel: &Path, entry: &str) -> Result<(), Error> {
         let fail = |source| Error::Entry {
             entry: entry.to_owned(),
             source,
         };
-        let Some(dir) = self.resolve(rel, entry, OFlags::RDONLY | OFlags::DIRECTORY)? else {
-            return Ok(());
-        };
-        for child in ops::list_dir(&dir).map_err(fail)? {
-            self.remove_lower(&rel.join(&child), entry)?;
+        let mut pending = vec![rel.to_owned()];
+        while let Some(rel) = pending.pop() {
+            let Some(dir) = self.resolve(&rel, entry, OFlags::RDONLY | OFlags::DIRECTORY)? else {
+                continue;
+            };
+            self.deferred.borrow_mut().open_up(&rel, &dir).map_err(fail)?;
+            for child in ops::list_dir(&dir).map_err(fail)? {
+                let path = rel.join(&child);
+                if !self.touched.contains(&path) {
+                    self.deferred.borrow_mut().forget_below(&path);
+                    remove::remove_all(&dir, &child).map_err(fail)?;
+                } else if path::kind_at(&dir, &child).map_err(fail)? == Some(rustix::fs::FileType::Directory)
+                {
+                    pending.push(path);
+                }
+            }
         }
         Ok(())
     }

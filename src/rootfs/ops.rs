@@ -12,8 +12,10 @@ use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid
 use rustix::io::Errno;
 
 use super::path::kind_at;
+use super::remove::remove_all;
 
 /// Ownership, permissions and time of an entry.
+#[derive(Clone, Copy)]
 pub(super) struct Meta {
     mode: u32,
     /// `Some` only when it must be applied: running as root, and not already ours.
@@ -62,12 +64,22 @@ impl Meta {
         Ok(Self { mode, owner, mtime })
     }
 
-    /// A parent directory the layer did not list: `0755`, owned by us, time of creation.
     /// The entry's mtime, if it has one.
     pub(super) fn mtime(&self) -> Option<i64> {
         self.mtime
     }
 
+    /// The permission bits (with setuid, setgid and sticky).
+    pub(super) fn mode(&self) -> u32 {
+        self.mode
+    }
+
+    /// The same with another mode.
+    pub(super) fn with_mode(self, mode: u32) -> Self {
+        Self { mode, ..self }
+    }
+
+    /// A parent directory the layer did not list: `0755`, owned by us, time of creation.
     pub(super) fn implicit_dir() -> Self {
         Self {
             mode: 0o755,
@@ -318,26 +330,6 @@ pub(super) fn make_node(
     }
     meta.apply_at(dir, name, true)?;
     Ok(true)
-}
-
-/// Removes whatever is at `name`, recursively for directories, without following symlinks.
-pub(super) fn remove_all(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
-    match kind_at(dir, name)? {
-        None => Ok(()),
-        Some(FileType::Directory) => {
-            let child = rustix::fs::openat(
-                dir,
-                name,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
-            for entry in list_dir(&child)? {
-                remove_all(&child, &entry)?;
-            }
-            Ok(rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?)
-        }
-        Some(_) => Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?),
-    }
 }
 
 /// The names in a directory, without `.` and `..`.

@@ -17,7 +17,7 @@ use rustix::fs::{openat2, AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
 /// A symlink chain longer than this is a loop (the kernel's own limit).
-const MAX_SYMLINKS: usize = 40;
+pub(super) const MAX_SYMLINKS: usize = 40;
 
 /// Why an entry is refused before anything is written.
 pub(super) type Refusal = &'static str;

@@ -497,3 +497,46 @@ fn files_written_ahead_on_another_filesystem_are_copied_into_place() {
     let differences = differences(&in_turn, &ahead);
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
+
+/// The stack a layer's thread must be enough with, however deep the tree it removes.
+const SMALL_STACK: usize = 256 * 1024;
+
+#[test]
+fn a_chain_deeper_than_any_path_is_whited_out_or_hidden_on_a_small_stack() {
+    // 2,000 levels a name, the next name starting at a symlink to the bottom: 6,000
+    let segment = vec!["a"; 2000].join("/");
+    let deep = move || {
+        let mut t = Tar::new();
+        t.dir(&segment, 0o755)
+            .symlink("l1", &segment)
+            .dir(&format!("l1/{segment}"), 0o755)
+            .symlink("l2", &format!("l1/{segment}"))
+            .file(&format!("l2/{segment}/bottom"), b"6,000 levels down", 0o644);
+        t.bytes()
+    };
+    let gone = Tar::new().file(".wh.a", b"", 0o644).bytes();
+    let hidden = Tar::new().file("a/.wh..wh..opq", b"", 0o644).bytes();
+    let work = tempfile::tempdir().unwrap();
+    let path = work.path().to_owned();
+    let (whited_out, opaque) = std::thread::Builder::new()
+        .stack_size(SMALL_STACK)
+        .spawn(move || {
+            (
+                unpack(&path.join("whiteout"), &[deep(), gone], None),
+                unpack(&path.join("opaque"), &[deep(), hidden], None),
+            )
+        })
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
+    assert_eq!(
+        whited_out.keys().collect::<Vec<_>>(),
+        ["l1", "l2"],
+        "the chain is gone"
+    );
+    assert_eq!(
+        opaque.keys().collect::<Vec<_>>(),
+        ["a", "l1", "l2"],
+        "only the chain's top is left"
+    );
+}

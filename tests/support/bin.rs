@@ -99,7 +99,33 @@ pub fn run_with_env(
     timeout: Duration,
     env: &[(&str, &str)],
 ) -> Output {
-    let mut command = Command::new(path(name));
+    run_command(Command::new(path(name)), name, input, args, timeout, env)
+}
+
+/// Runs `name` like [`run`], started through `wrapper`: a command and its arguments that
+/// end by executing the binary, such as `setpriv --reuid=65534 …` or `prlimit --nofile=…`.
+pub fn run_wrapped(wrapper: &[&str], name: &str, input: &serde_json::Value, args: &[&str]) -> Output {
+    let (program, options) = wrapper.split_first().expect("a wrapper command");
+    let mut command = Command::new(program);
+    command.args(options).arg(path(name));
+    run_command(
+        command,
+        name,
+        &input.to_string(),
+        args,
+        Duration::from_secs(120),
+        &[],
+    )
+}
+
+fn run_command(
+    mut command: Command,
+    name: &str,
+    input: &str,
+    args: &[&str],
+    timeout: Duration,
+    env: &[(&str, &str)],
+) -> Output {
     for var in SCRUBBED {
         command.env_remove(var);
     }
