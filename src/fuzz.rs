@@ -1,7 +1,7 @@
 //! Entry points for fuzzing: each takes arbitrary bytes, runs one parser the way the steps
 //! do, and must return (an error is fine) without a panic, a hang or unbounded memory.
-//! `tests/fuzz.rs` replays the committed corpus and mutations of it on stable Rust;
-//! `tests/fuzz/` holds the same targets for `cargo fuzz` (libFuzzer, nightly).
+//! `tests/fuzz.rs` replays the committed corpus (`tests/fuzz/corpus/`) and mutations of it
+//! on stable Rust; coverage-guided targets for `cargo fuzz` are not written yet.
 
 use std::io::Read;
 use std::path::Path;

@@ -1,10 +1,9 @@
 //! The fuzz targets of `registry_image::fuzz` on stable Rust: each replays its seeds and
-//! the committed corpus (`tests/fuzz/corpus/<target>/`, inputs libFuzzer found worth
-//! keeping), then runs mutations of them (bit flips, interesting bytes, cut, repeated and
+//! the committed corpus (`tests/fuzz/corpus/<target>/`, inputs worth keeping, such as
+//! those that once failed), then runs mutations of them (bit flips, interesting bytes, cut, repeated and
 //! spliced ranges) for `FUZZ_SECONDS` (default 10) per target. No input may panic or take
 //! longer than [`SLOW`]; the layer target must also write nothing outside its rootfs. A
-//! failing input is saved under `target/fuzz-failures/`. This is not coverage-guided: the
-//! coverage-guided runs are `cargo fuzz` on `tests/fuzz/` (see the README).
+//! failing input is saved under `target/fuzz-failures/`. This is not coverage-guided.
 
 mod support;
 
