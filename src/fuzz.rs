@@ -6,7 +6,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::compression::{decompress, TarGuard};
+use crate::compression::decompress;
 use crate::rootfs::{Rootfs, Turn};
 use crate::source::{CheckRequest, InRequest, OutRequest};
 
@@ -42,6 +42,6 @@ pub fn layer(data: &[u8], scratch: &Path) {
         return;
     };
     if let Ok((_, reader)) = decompress(data) {
-        let _ = rootfs.apply_layer_in_turn(TarGuard::new(reader.take(OUTPUT_LIMIT)), &Turn::given());
+        let _ = rootfs.apply_layer_in_turn(reader.take(OUTPUT_LIMIT), &Turn::given());
     }
 }

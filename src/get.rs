@@ -8,7 +8,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::compression::TarGuard;
 use crate::connect::{connect, Remote};
 use crate::digest::{Digest, Hashing};
 use crate::error::{Error, LayerError, Result};
@@ -358,7 +357,7 @@ async fn unpack_in_turns(
         let next = WithdrawnUnlessGiven(next_turn.clone());
         let (rootfs, this_turn) = (rootfs.clone(), std::mem::replace(&mut turn, next_turn));
         let consumer = tokio::task::spawn_blocking(move || {
-            let applied = rootfs.apply_layer_in_turn(TarGuard::new(&mut reader), &this_turn);
+            let applied = rootfs.apply_layer_in_turn(&mut reader, &this_turn);
             if applied.is_ok() {
                 next.0.give();
             }

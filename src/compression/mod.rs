@@ -5,12 +5,10 @@
 //! (registry-image-resource issue #405). zstd starts with `28 b5 2f fd`, gzip with `1f 8b`;
 //! anything else is read as a plain tar.
 
-mod guard;
 mod member;
 
 use std::io::{self, BufRead, Cursor, Read};
 
-pub use guard::{TarGuard, TAR_METADATA_LIMIT};
 use member::MemberBody;
 
 /// The compression of a layer.

@@ -1,17 +1,24 @@
 //! A tar entry read into what applying it needs, apart from its content: so an entry can be
 //! checked before anything is written for it, and applied later when it was written ahead.
 
+use std::borrow::Cow;
+use std::ffi::OsStr;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::ops::{Creator, Meta};
 use super::path::entry_path;
+use super::pax::Extended;
+use super::sparse::Sparse;
 use super::{hostile, Error, OPAQUE, WHITEOUT_PREFIX};
 
 /// What an entry asks for.
 pub(super) enum Action {
     /// The rootfs itself (`./`): the directory we unpack into is kept as it is.
     Root,
+    /// A PAX global header: nothing to write (as umoci and Go's tar reader treat it).
+    Skip,
     /// `.wh..wh..opq`: hide the lower-layer content of the entry's directory.
     Opaque,
     /// `.wh.<name>`: remove this root-relative path as lower layers left it.
@@ -24,6 +31,8 @@ pub(super) enum Action {
         link: Option<Link>,
         /// Major and minor numbers of a device node.
         device: (u32, u32),
+        /// How a sparse file's content is laid out.
+        sparse: Option<Sparse>,
     },
 }
 
@@ -47,8 +56,24 @@ pub(super) struct Described {
 const PATH_MAX: usize = 4096;
 
 impl Described {
-    pub(super) fn of<R: Read>(entry: &tar::Entry<'_, R>, creator: Creator) -> Result<Self, Error> {
-        let raw = entry.path().map_err(Error::Tar)?;
+    pub(super) fn of<R: Read>(
+        entry: &mut tar::Entry<'_, R>,
+        extended: Option<Extended>,
+        creator: Creator,
+    ) -> Result<Self, Error> {
+        let extended = extended.unwrap_or_default();
+        let raw: Cow<'_, Path> = match &extended.sparse.name {
+            // a sparse file in PAX 0.1 or 1.0 is stored under a placeholder name
+            Some(name) => Cow::Owned(PathBuf::from(OsStr::from_bytes(name))),
+            None => entry.path().map_err(Error::Tar)?,
+        };
+        if entry.header().entry_type() == tar::EntryType::XGlobalHeader {
+            return Ok(Self {
+                name: raw.display().to_string(),
+                rel: PathBuf::new(),
+                action: Action::Skip,
+            });
+        }
         if raw.as_os_str().len() > PATH_MAX {
             let start: String = raw.display().to_string().chars().take(64).collect();
             return Err(hostile(
@@ -65,22 +90,28 @@ impl Described {
                 action: Action::Root,
             });
         };
-        let file_name = file_name.to_string_lossy();
+        // names are bytes: a whiteout of a name that is not UTF-8 hides that very name
+        let file_name = file_name.as_bytes();
         let parent = rel.parent().unwrap_or(Path::new(""));
-        let action = if file_name == OPAQUE {
+        let action = if file_name == OPAQUE.as_bytes() {
             Action::Opaque
-        } else if let Some(hidden) = file_name.strip_prefix(WHITEOUT_PREFIX) {
-            if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
+        } else if let Some(hidden) = file_name.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            if hidden.is_empty() || hidden == b"." || hidden == b".." {
                 return Err(hostile(&name, "it whites out an invalid name"));
             }
-            Action::Whiteout(parent.join(hidden))
+            Action::Whiteout(parent.join(OsStr::from_bytes(hidden)))
         } else {
-            Self::write(entry, &name, creator)?
+            Self::write(entry, extended, &name, creator)?
         };
         Ok(Self { name, rel, action })
     }
 
-    fn write<R: Read>(entry: &tar::Entry<'_, R>, name: &str, creator: Creator) -> Result<Action, Error> {
+    fn write<R: Read>(
+        entry: &tar::Entry<'_, R>,
+        extended: Extended,
+        name: &str,
+        creator: Creator,
+    ) -> Result<Action, Error> {
         let header = entry.header();
         let kind = header.entry_type();
         if entry.link_name_bytes().is_some_and(|l| l.len() > PATH_MAX) {
@@ -101,7 +132,9 @@ impl Described {
         } else {
             None
         };
-        let meta = Meta::from_header(header, creator).map_err(|source| Error::Entry {
+        let sparse =
+            Sparse::of(&extended.sparse, kind, entry.size()).map_err(|reason| hostile(name, &reason))?;
+        let meta = Meta::from_header(header, extended, creator).map_err(|source| Error::Entry {
             entry: name.to_owned(),
             source,
         })?;
@@ -115,6 +148,7 @@ impl Described {
             meta,
             link,
             device,
+            sparse,
         })
     }
 
@@ -132,7 +166,17 @@ impl Described {
             | Action::Whiteout(t) => t.as_os_str().len(),
             _ => 0,
         };
-        std::mem::size_of::<Self>() + self.name.len() + self.rel.as_os_str().len() + link
+        let meta = match &self.action {
+            Action::Write { meta, sparse, .. } => {
+                meta.extra_size()
+                    + match sparse {
+                        Some(Sparse::Map { extents, .. }) => extents.len() * 16,
+                        _ => 0,
+                    }
+            }
+            _ => 0,
+        };
+        std::mem::size_of::<Self>() + self.name.len() + self.rel.as_os_str().len() + link + meta
     }
 
     /// A regular file, whose content is written.

@@ -22,10 +22,13 @@
 mod ahead;
 mod dirs;
 mod entry;
+mod guard;
 mod modes;
 mod ops;
 mod path;
+mod pax;
 mod remove;
+mod sparse;
 #[cfg(test)]
 mod tests;
 
@@ -42,6 +45,7 @@ use rustix::fs::{Mode, OFlags};
 pub use self::ahead::Turn;
 use self::ahead::{Staging, EARLY_BUDGET};
 use self::entry::{Action, Described, Link};
+pub use self::guard::TAR_METADATA_LIMIT;
 use self::modes::Deferred;
 
 const WHITEOUT_PREFIX: &str = ".wh.";
@@ -191,11 +195,13 @@ impl Rootfs {
                 None
             }
         };
+        let (tar, extended) = guard::TarGuard::new(tar);
         let mut archive = tar::Archive::new(tar);
         for entry in archive.entries().map_err(Error::Tar)? {
             let mut entry = entry.map_err(Error::Tar)?;
             self.check_abandoned()?;
-            let described = Described::of(&entry, self.creator)?;
+            let extended = extended.borrow_mut().take();
+            let described = Described::of(&mut entry, extended, self.creator)?;
             if let Some(held) = early.as_mut() {
                 if !turn_came(turn, held.bytes, self.early_budget)? {
                     layer.write_ahead(held, described, &mut entry)?;
@@ -280,6 +286,7 @@ struct Node<'a> {
     meta: &'a ops::Meta,
     link: Option<Link>,
     device: (u32, u32),
+    sparse: Option<&'a sparse::Sparse>,
 }
 
 /// Where a file entry's content comes from.
@@ -324,7 +331,7 @@ impl Layer<'_> {
         let Described { name, rel, action } = entry;
         let parent = rel.parent().unwrap_or(Path::new("")).to_owned();
         match action {
-            Action::Root => Ok(()), // keep the directory we unpack into as it is
+            Action::Root | Action::Skip => Ok(()), // keep the directory we unpack into as it is
             Action::Opaque => {
                 self.parent = None;
                 self.save_times(&parent, &name)?;
@@ -340,6 +347,7 @@ impl Layer<'_> {
                 meta,
                 link,
                 device,
+                sparse,
             } => {
                 self.mark_touched(&rel);
                 let file_name = rel.file_name().expect("only the root has none").to_owned();
@@ -351,6 +359,7 @@ impl Layer<'_> {
                     meta: &meta,
                     link,
                     device,
+                    sparse: sparse.as_ref(),
                 };
                 self.write_entry(&node, &parent, content)
             }
@@ -367,14 +376,14 @@ impl Layer<'_> {
     ) -> Result<(), Error> {
         self.stats.early += 1;
         let staged = match &entry.action {
-            Action::Write { meta, .. } if entry.is_file() => {
+            Action::Write { meta, sparse, .. } if entry.is_file() => {
                 let staged = early.staging.new_name();
                 ops::write_file(
                     &early.staging.dir,
                     &staged,
                     meta,
                     self.rootfs.creator.umask,
-                    content,
+                    (content, sparse.as_ref()),
                     &mut self.buf,
                 )
                 .map_err(|source| Error::WriteAhead {
@@ -422,7 +431,7 @@ impl Layer<'_> {
         let (file_name, meta) = (node.file_name, node.meta);
         match node.kind {
             t if t.is_dir() => {
-                let meta = meta.with_mode(dir_mode.unwrap_or(meta.mode()));
+                let meta = meta.clone().with_mode(dir_mode.unwrap_or(meta.mode()));
                 ops::make_dir(dir, file_name, &meta, creator.umask).map_err(fail)?;
                 if let (Some(mtime), Some(saved)) = (meta.mtime(), self.saved_times.get_mut(node.rel)) {
                     *saved = ops::Times::at(mtime);
@@ -433,13 +442,21 @@ impl Layer<'_> {
                     if !ahead::place(staging, &staged, dir, file_name).map_err(fail)? {
                         // the rootfs is another mount: copy, times and owner included
                         let mut file = ahead::take(staging, &staged).map_err(fail)?;
-                        ops::write_file(dir, file_name, meta, creator.umask, &mut file, &mut buf)
+                        let holes = node.sparse.map(|_| &sparse::Sparse::Expanded);
+                        ops::write_file(dir, file_name, meta, creator.umask, (&mut file, holes), &mut buf)
                             .map_err(fail)?;
                     }
                 }
                 Content::Stream(stream) => {
-                    ops::write_file(dir, file_name, meta, creator.umask, &mut &mut *stream, &mut buf)
-                        .map_err(fail)?;
+                    ops::write_file(
+                        dir,
+                        file_name,
+                        meta,
+                        creator.umask,
+                        (&mut &mut *stream, node.sparse),
+                        &mut buf,
+                    )
+                    .map_err(fail)?;
                 }
             },
             _ => match &node.link {

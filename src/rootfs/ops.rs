@@ -12,16 +12,29 @@ use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid
 use rustix::io::Errno;
 
 use super::path::kind_at;
+use super::pax::Extended;
 use super::remove::remove_all;
+use super::sparse::{self, Sparse};
 
-/// Ownership, permissions and time of an entry.
-#[derive(Clone, Copy)]
+/// Ownership, permissions, extended attributes and time of an entry.
+#[derive(Clone)]
 pub(super) struct Meta {
     mode: u32,
     /// `Some` only when it must be applied: running as root, and not already ours.
     owner: Option<(u32, u32)>,
-    mtime: Option<i64>,
+    mtime: Option<Timespec>,
+    /// Extended attributes (name, value), from `SCHILY.xattr.*` records.
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
+
+/// Extended attributes never set from a layer, nor cleared from a directory a layer merges
+/// into: an SELinux label and an NFSv4 ACL belong to the host, not to the image (umoci
+/// leaves the same two alone).
+const HOST_XATTRS: [&[u8]; 2] = [b"security.selinux", b"system.nfs4_acl"];
+
+/// The most a directory's extended attribute names take, listed (the kernel's
+/// `XATTR_LIST_MAX`).
+const XATTR_LIST_MAX: usize = 64 * 1024;
 
 /// Who we are and what our umask strips, read once per rootfs.
 #[derive(Clone, Copy)]
@@ -49,8 +62,13 @@ impl Creator {
 }
 
 impl Meta {
-    /// From a tar header; owners only when we may apply them (running as root).
-    pub(super) fn from_header(header: &tar::Header, creator: Creator) -> io::Result<Self> {
+    /// From a tar header and its extended header; owners only when we may apply them
+    /// (running as root).
+    pub(super) fn from_header(
+        header: &tar::Header,
+        extended: Extended,
+        creator: Creator,
+    ) -> io::Result<Self> {
         let mode = header.mode()? & 0o7777;
         let owner = match creator.root {
             Some(us) => {
@@ -60,13 +78,33 @@ impl Meta {
             }
             None => None,
         };
-        let mtime = i64::try_from(header.mtime()?).ok();
-        Ok(Self { mode, owner, mtime })
+        let mtime = match extended.mtime {
+            Some(t) => Some(t),
+            None => i64::try_from(header.mtime()?)
+                .ok()
+                .map(|tv_sec| Timespec { tv_sec, tv_nsec: 0 }),
+        };
+        let xattrs = extended
+            .xattrs
+            .into_iter()
+            .filter(|(name, _)| !HOST_XATTRS.contains(&name.as_slice()))
+            .collect();
+        Ok(Self {
+            mode,
+            owner,
+            mtime,
+            xattrs,
+        })
     }
 
     /// The entry's mtime, if it has one.
-    pub(super) fn mtime(&self) -> Option<i64> {
+    pub(super) fn mtime(&self) -> Option<Timespec> {
         self.mtime
+    }
+
+    /// What its extended attributes take in memory.
+    pub(super) fn extra_size(&self) -> usize {
+        self.xattrs.iter().map(|(n, v)| n.len() + v.len() + 48).sum()
     }
 
     /// The permission bits (with setuid, setgid and sticky).
@@ -85,11 +123,13 @@ impl Meta {
             mode: 0o755,
             owner: None,
             mtime: None,
+            xattrs: Vec::new(),
         }
     }
 
     /// chown, then chmod when the created mode is not the final one (umask, special bits,
-    /// which chown clears anyway), then the times.
+    /// which chown clears anyway), then the extended attributes (after chown and the
+    /// content, which would clear `security.capability`), then the times.
     fn apply_to(&self, fd: &OwnedFd, created_mode: u32) -> io::Result<()> {
         if let Some((uid, gid)) = self.owner {
             rustix::fs::fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
@@ -97,10 +137,42 @@ impl Meta {
         if created_mode != self.mode || (self.owner.is_some() && self.mode & 0o6000 != 0) {
             rustix::fs::fchmod(fd, Mode::from_raw_mode(self.mode))?;
         }
+        for (name, value) in &self.xattrs {
+            let set = xattr_name(name).and_then(|n| {
+                rustix::fs::fsetxattr(fd, n, value, rustix::fs::XattrFlags::empty()).map_err(io::Error::from)
+            });
+            skipped_xattr(name, set);
+        }
         if let Some(mtime) = self.mtime {
             set_times(fd, mtime)?;
         }
         Ok(())
+    }
+
+    /// Removes the extended attributes of an existing directory that this entry does not
+    /// list, as a directory entry over a directory replaces its metadata.
+    fn clear_other_xattrs(&self, fd: &OwnedFd) {
+        let mut list = vec![0u8; XATTR_LIST_MAX];
+        let n = match rustix::fs::flistxattr(fd, &mut list[..]) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!("could not list extended attributes: {e}");
+                return;
+            }
+        };
+        for name in list[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+            if HOST_XATTRS.contains(&name) || self.xattrs.iter().any(|(n, _)| n == name) {
+                continue;
+            }
+            let removed =
+                xattr_name(name).and_then(|n| rustix::fs::fremovexattr(fd, n).map_err(io::Error::from));
+            if let Err(e) = removed {
+                tracing::debug!(
+                    "could not remove extended attribute {}: {e}",
+                    String::from_utf8_lossy(name)
+                );
+            }
+        }
     }
 
     /// The same for something we cannot open (symlinks, device nodes, FIFOs).
@@ -117,11 +189,25 @@ impl Meta {
         if chmod {
             rustix::fs::chmodat(dir, name, Mode::from_raw_mode(self.mode), AtFlags::empty())?;
         }
-        if let Some(mtime) = self.mtime {
-            let t = Timespec {
-                tv_sec: mtime,
-                tv_nsec: 0,
-            };
+        if !self.xattrs.is_empty() {
+            // no handle of a symlink or device can set them: its path through our handle
+            // of the directory, the last component not followed
+            let mut path = format!("/proc/self/fd/{}/", std::os::fd::AsRawFd::as_raw_fd(dir)).into_bytes();
+            path.extend_from_slice(name.as_bytes());
+            for (xname, value) in &self.xattrs {
+                let set = xattr_name(xname).and_then(|n| {
+                    rustix::fs::lsetxattr(
+                        OsStr::from_bytes(&path),
+                        n,
+                        value,
+                        rustix::fs::XattrFlags::empty(),
+                    )
+                    .map_err(io::Error::from)
+                });
+                skipped_xattr(xname, set);
+            }
+        }
+        if let Some(t) = self.mtime {
             rustix::fs::utimensat(
                 dir,
                 name,
@@ -136,16 +222,29 @@ impl Meta {
     }
 }
 
+/// An extended attribute's name as the kernel takes it.
+fn xattr_name(name: &[u8]) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in its name"))
+}
+
+/// An extended attribute that could not be set is skipped with a debug line: the filesystem
+/// may not support it (`ENOTSUP`), or we may not set it (`trusted.*` without
+/// `CAP_SYS_ADMIN`, `security.capability` without `CAP_SETFCAP`, `user.*` on a symlink).
+fn skipped_xattr(name: &[u8], set: io::Result<()>) {
+    if let Err(e) = set {
+        tracing::debug!(
+            "skipping extended attribute {}: {e}",
+            String::from_utf8_lossy(name)
+        );
+    }
+}
+
 /// A directory's access and modification times.
 pub(super) struct Times(Timestamps);
 
 impl Times {
-    /// Both set to `mtime`, as an entry's own times are applied.
-    pub(super) fn at(mtime: i64) -> Self {
-        let t = Timespec {
-            tv_sec: mtime,
-            tv_nsec: 0,
-        };
+    /// Both set to `t`, as an entry's own times are applied.
+    pub(super) fn at(t: Timespec) -> Self {
         Self(Timestamps {
             last_access: t,
             last_modification: t,
@@ -176,11 +275,7 @@ pub(super) fn restore_times(fd: &OwnedFd, times: &Times) -> io::Result<()> {
 }
 
 /// Sets access and modification time.
-pub(super) fn set_times(fd: impl AsFd, mtime: i64) -> io::Result<()> {
-    let t = Timespec {
-        tv_sec: mtime,
-        tv_nsec: 0,
-    };
+pub(super) fn set_times(fd: impl AsFd, t: Timespec) -> io::Result<()> {
     Ok(rustix::fs::futimens(
         fd,
         &Timestamps {
@@ -202,6 +297,7 @@ pub(super) fn make_dir(dir: &OwnedFd, name: &OsStr, meta: &Meta, umask: u32) -> 
             if kind_at(dir, name)? == Some(FileType::Directory) {
                 // merging: the existing directory's mode is unknown, so always set it
                 let fd = open_dir(dir, name)?;
+                meta.clear_other_xattrs(&fd);
                 meta.apply_to(&fd, u32::MAX)?;
                 return Ok(false);
             }
@@ -242,13 +338,14 @@ fn create_replacing<T>(
     }
 }
 
-/// A regular file with `content`. Returns `true` when something was replaced.
+/// A regular file with `content`, laid out as `sparse` says when it is sparse. Returns
+/// `true` when something was replaced.
 pub(super) fn write_file(
     dir: &OwnedFd,
     name: &OsStr,
     meta: &Meta,
     umask: u32,
-    content: &mut impl Read,
+    (content, sparse): (&mut impl Read, Option<&Sparse>),
     buf: &mut [u8],
 ) -> io::Result<bool> {
     let flags = OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -257,7 +354,10 @@ pub(super) fn write_file(
         rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(create))
     })?;
     let mut file = File::from(fd);
-    copy(content, &mut file, buf)?;
+    match sparse {
+        Some(sparse) => sparse::write(&mut file, sparse, content, buf)?,
+        None => copy(content, &mut file, buf)?,
+    }
     meta.apply_to(&file.into(), create & !umask)?;
     Ok(replaced)
 }

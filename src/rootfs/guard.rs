@@ -6,8 +6,17 @@
 //! extension blocks, data padded to 512 bytes, the sizes a PAX `size` record sets) and
 //! fails before such a member's bytes are read, so memory stays bounded whatever a layer
 //! declares. It changes no byte.
+//!
+//! It also reads each PAX extended header by its record lengths (`pax`) and hands the
+//! result to the unpacker, beside the entry the tar reader yields for the member it
+//! describes: the tar reader offers the records only split at newlines, which cuts binary
+//! extended attribute values apart.
 
+use std::cell::RefCell;
 use std::io::{self, Read};
+use std::rc::Rc;
+
+use super::pax::{self, Extended};
 
 /// The largest PAX extended header (`x`, `g`) or GNU long name or link (`L`, `K`) a layer
 /// may carry: real ones are a few hundred bytes.
@@ -26,9 +35,12 @@ enum State {
     Tail,
 }
 
+/// The extended header of the member whose header passed last (`None` when it had none).
+pub(super) type Current = Rc<RefCell<Option<Extended>>>;
+
 /// Passes a tar stream through unchanged, refusing metadata members over
 /// [`TAR_METADATA_LIMIT`] before their bytes arrive.
-pub struct TarGuard<R> {
+pub(super) struct TarGuard<R> {
     inner: R,
     state: State,
     block: Vec<u8>,
@@ -36,18 +48,31 @@ pub struct TarGuard<R> {
     next_size: Option<u64>,
     /// Data of an old GNU sparse member, which follows its extension blocks.
     pending_sparse: u64,
+    /// Old GNU sparse extension blocks read for the current member.
+    sparse_blocks: u64,
+    /// The size of the PAX extended header being collected.
+    pax_len: u64,
+    /// A PAX extended header read, for the next member.
+    pending: Option<Extended>,
+    current: Current,
 }
 
 impl<R: Read> TarGuard<R> {
-    /// Guards `inner`.
-    pub fn new(inner: R) -> Self {
-        Self {
+    /// Guards `inner`; the second value shows the current member's extended header.
+    pub(super) fn new(inner: R) -> (Self, Current) {
+        let current = Current::default();
+        let guard = Self {
             inner,
             state: State::Header,
             block: Vec::with_capacity(BLOCK),
             next_size: None,
             pending_sparse: 0,
-        }
+            sparse_blocks: 0,
+            pax_len: 0,
+            pending: None,
+            current: current.clone(),
+        };
+        (guard, current)
     }
 
     /// Follows `bytes`, which just passed through.
@@ -75,7 +100,7 @@ impl<R: Read> TarGuard<R> {
                         if let State::Data { pax: Some(pax), .. } =
                             std::mem::replace(&mut self.state, State::Header)
                         {
-                            self.next_size = pax_size(&pax);
+                            self.extended_header(&pax)?;
                         }
                     }
                 }
@@ -84,8 +109,25 @@ impl<R: Read> TarGuard<R> {
         Ok(())
     }
 
+    /// A PAX extended header's data, complete (`size` is the member's, padding excluded).
+    fn extended_header(&mut self, padded: &[u8]) -> io::Result<()> {
+        let size = usize::try_from(self.pax_len)
+            .unwrap_or(usize::MAX)
+            .min(padded.len());
+        let ext = pax::parse(&padded[..size]).map_err(|e| invalid(&format!("a PAX extended header: {e}")))?;
+        self.next_size = ext.size;
+        self.pending = Some(ext);
+        Ok(())
+    }
+
     fn block_done(&mut self, block: &[u8]) -> io::Result<()> {
         if matches!(self.state, State::SparseExtension) {
+            self.sparse_blocks += 1;
+            if self.sparse_blocks * BLOCK as u64 > TAR_METADATA_LIMIT {
+                return Err(invalid(&format!(
+                    "a GNU sparse map of more than {TAR_METADATA_LIMIT} bytes"
+                )));
+            }
             // each extension block says at byte 504 whether another follows
             if block[504] == 0 {
                 self.state = match std::mem::take(&mut self.pending_sparse) {
@@ -100,6 +142,18 @@ impl<R: Read> TarGuard<R> {
             return Ok(());
         }
         let kind = block[156];
+        let extension = matches!(kind, b'x' | b'L' | b'K');
+        // the tar reader treats these as extensions only in ustar and GNU headers
+        let magic = &block[257..265];
+        if (extension || kind == b'S') && magic != b"ustar\000" && magic != b"ustar  \0" {
+            return Err(invalid(&format!(
+                "a tar member of type {:?} in a header that is neither ustar nor GNU",
+                char::from(kind)
+            )));
+        }
+        if !extension {
+            *self.current.borrow_mut() = self.pending.take();
+        }
         let field = parse_size(&block[124..136])
             .ok_or_else(|| invalid("a tar header has a size field that is not a number"))?;
         let size = match kind {
@@ -123,7 +177,11 @@ impl<R: Read> TarGuard<R> {
             .checked_mul(BLOCK as u64)
             .ok_or_else(|| invalid("a tar member's size overflows"))?;
         let pax = (kind == b'x').then(Vec::new);
+        if kind == b'x' {
+            self.pax_len = size;
+        }
         if kind == b'S' && block[482] != 0 {
+            self.sparse_blocks = 0;
             self.state = State::SparseExtension;
             // its data follows the extension blocks; remember it for when they end
             self.pending_sparse = padded;
@@ -171,25 +229,6 @@ fn parse_size(field: &[u8]) -> Option<u64> {
     u64::from_str_radix(digits, 8).ok()
 }
 
-/// The `size` record of PAX extended header data (`<len> size=<n>\n` records).
-fn pax_size(data: &[u8]) -> Option<u64> {
-    let mut rest = data;
-    let mut found = None;
-    while let Some(space) = rest.iter().position(|&b| b == b' ') {
-        let len: usize = std::str::from_utf8(&rest[..space]).ok()?.parse().ok()?;
-        if len <= space || len > rest.len() {
-            break;
-        }
-        let record = &rest[space + 1..len];
-        if let Some(value) = record.strip_prefix(b"size=") {
-            let value = value.strip_suffix(b"\n").unwrap_or(value);
-            found = std::str::from_utf8(value).ok()?.parse().ok();
-        }
-        rest = &rest[len..];
-    }
-    found
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,7 +236,7 @@ mod tests {
     fn through(tar: &[u8]) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
         // small reads, so blocks arrive in pieces
-        let mut guard = TarGuard::new(io::BufReader::with_capacity(7, tar));
+        let (mut guard, _) = TarGuard::new(io::BufReader::with_capacity(7, tar));
         let mut buf = [0u8; 13];
         loop {
             let n = guard.read(&mut buf)?;
@@ -237,7 +276,7 @@ mod tests {
         assert_eq!(through(&tar).unwrap(), tar);
         // and the tar crate reads through the guard what it reads without
         let mut names = Vec::new();
-        for e in tar::Archive::new(TarGuard::new(&tar[..])).entries().unwrap() {
+        for e in tar::Archive::new(TarGuard::new(&tar[..]).0).entries().unwrap() {
             names.push(e.unwrap().path().unwrap().display().to_string());
         }
         assert_eq!(names, ["a", long.as_str(), "p"]);
@@ -265,7 +304,5 @@ mod tests {
         assert_eq!(parse_size(b"        1750"), Some(1000));
         assert_eq!(parse_size(&[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]), Some(256));
         assert_eq!(parse_size(b"12x"), None);
-        assert_eq!(pax_size(b"11 size=42\n9 path=p\n"), Some(42));
-        assert_eq!(pax_size(b"9 path=p\n"), None);
     }
 }
