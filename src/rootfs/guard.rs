@@ -145,7 +145,7 @@ impl<R: Read> TarGuard<R> {
         let extension = matches!(kind, b'x' | b'L' | b'K');
         // the tar reader treats these as extensions only in ustar and GNU headers
         let magic = &block[257..265];
-        if (extension || kind == b'S') && magic != b"ustar\000" && magic != b"ustar  \0" {
+        if (extension || kind == b'S') && magic != b"ustar\x0000" && magic != b"ustar  \0" {
             return Err(invalid(&format!(
                 "a tar member of type {:?} in a header that is neither ustar nor GNU",
                 char::from(kind)

@@ -28,8 +28,8 @@ pub(super) struct Meta {
 }
 
 /// Extended attributes never set from a layer, nor cleared from a directory a layer merges
-/// into: an SELinux label and an NFSv4 ACL belong to the host, not to the image (umoci
-/// leaves the same two alone).
+/// into: a security label and an NFS access list belong to the host, not to the image
+/// (umoci leaves the same two alone).
 const HOST_XATTRS: [&[u8]; 2] = [b"security.selinux", b"system.nfs4_acl"];
 
 /// The most a directory's extended attribute names take, listed (the kernel's

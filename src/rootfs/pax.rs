@@ -115,8 +115,11 @@ pub(super) fn parse(data: &[u8]) -> Result<Extended, String> {
     Ok(ext)
 }
 
+/// A record's key and value, and the bytes after it.
+type Record<'a> = (&'a [u8], &'a [u8], &'a [u8]);
+
 /// One record at the start of `rest`: key, value, and what follows.
-fn record(rest: &[u8]) -> Result<(&[u8], &[u8], &[u8]), String> {
+fn record(rest: &[u8]) -> Result<Record<'_>, String> {
     let malformed = || "a record is malformed".to_owned();
     let space = rest
         .iter()

@@ -20,20 +20,30 @@ pub struct Node {
     /// directories an unpacker creates on its own get the current time, which differs by
     /// a second between two unpackers.
     pub mtime: i64,
+    /// Nanoseconds of the mtime (0 when the mtime is "set when unpacked").
+    pub mtime_nsec: i64,
+    /// Extended attributes: name and hex value, sorted.
+    pub xattrs: Vec<(String, String)>,
     /// The first path (in sorted order) sharing this inode, for hardlinked files.
     pub hardlink_group: String,
 }
 
-/// path (relative, `/`-separated) → node. The root itself is left out. Times at or after
-/// `since` (seconds since the epoch) count as "unpack time".
+/// path (relative, `/`-separated) → node. The root itself is left out. Times from `since`
+/// (seconds since the epoch) to an hour from now count as "unpack time".
 pub fn snapshot_since(root: &Path, since: i64) -> BTreeMap<String, Node> {
     let mut paths = Vec::new();
     walk(root, root, &mut paths);
     paths.sort();
     let mut first_of_inode: HashMap<(u64, u64), String> = HashMap::new();
+    // times from the unpack are at most a moment from now; later ones came from a layer
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 3600;
+    let unpacked = |t: i64| t >= since && t <= until;
     let mut out = BTreeMap::new();
-    for rel in paths {
-        let full = root.join(&rel);
+    for (rel, full) in paths {
         let md = std::fs::symlink_metadata(&full).unwrap();
         let ft = md.file_type();
         let kind = if ft.is_dir() {
@@ -79,7 +89,9 @@ pub fn snapshot_since(root: &Path, since: i64) -> BTreeMap<String, Node> {
                 size: if ft.is_file() { md.len() } else { 0 },
                 content,
                 link,
-                mtime: if md.mtime() >= since { -1 } else { md.mtime() },
+                mtime: if unpacked(md.mtime()) { -1 } else { md.mtime() },
+                mtime_nsec: if unpacked(md.mtime()) { 0 } else { md.mtime_nsec() },
+                xattrs: xattrs(&full),
                 hardlink_group: group,
             },
         );
@@ -97,11 +109,38 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, Node> {
     snapshot_since(root, i64::try_from(hour_ago).unwrap())
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+/// A node's extended attributes (not followed through a symlink).
+pub fn xattrs(path: &Path) -> Vec<(String, String)> {
+    let mut names = vec![0u8; 64 * 1024];
+    let n = match rustix::fs::llistxattr(path, &mut names[..]) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::NOTSUP) => 0,
+        Err(e) => panic!("list extended attributes of {}: {e}", path.display()),
+    };
+    let mut out = Vec::new();
+    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let cname = std::ffi::CString::new(name).unwrap();
+        let mut value = vec![0u8; 64 * 1024];
+        let len = rustix::fs::lgetxattr(path, cname.as_c_str(), &mut value[..]).unwrap();
+        out.push((
+            String::from_utf8_lossy(name).into_owned(),
+            hex::encode(&value[..len]),
+        ));
+    }
+    out.sort();
+    out
+}
+
+/// Every path below `dir`: its name relative to `root` for showing (names that are not
+/// UTF-8 shown lossily), and the path itself.
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, std::path::PathBuf)>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
         let path = entry.path();
-        out.push(path.strip_prefix(root).unwrap().display().to_string());
+        out.push((
+            path.strip_prefix(root).unwrap().display().to_string(),
+            path.clone(),
+        ));
         if entry.file_type().unwrap().is_dir() {
             walk(root, &path, out);
         }
