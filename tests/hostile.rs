@@ -13,6 +13,28 @@ use support::bin;
 use support::fake::{FakeServer, Reply};
 use support::image::{tar_with_file, Image, OCI_INDEX, OCI_MANIFEST};
 
+/// `bytes` through `gzip -1`: the test's own deflate is slow on large input in a debug build.
+fn gzip_quickly(bytes: &[u8]) -> Vec<u8> {
+    let mut child = std::process::Command::new("gzip")
+        .args(["-1", "-c"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = bytes.to_vec();
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input).unwrap());
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// The peak resident set a binary may reach in the tests where memory is the point: well
+/// above what `in` and `out` take on small images (about 20 MiB), well below what reading
+/// the hostile input whole takes.
+const PEAK_LIMIT: u64 = 64 * 1024 * 1024;
+
 fn check(source: serde_json::Value) -> bin::Output {
     bin::run("check", &json!({ "source": source }), &[])
 }
@@ -537,7 +559,7 @@ fn index_expansion_is_deduplicated_and_bounded() {
     let work = tempfile::tempdir().unwrap();
     layout_of(&work.path().join("wide"), &blobs, &outer);
     let start = std::time::Instant::now();
-    let out = bin::run(
+    let (out, peak) = bin::run_measured(
         "out",
         &json!({"source": {"repository": reg.repo("wide")}, "params": {"image": "wide"}}),
         &[work.path().to_str().unwrap()],
@@ -546,6 +568,7 @@ fn index_expansion_is_deduplicated_and_bounded() {
         out.one_json_line("out")["version"]["digest"],
         json!(support::image::sha256(&outer))
     );
+    assert!(peak < PEAK_LIMIT, "a 1000×1000 index took {peak} bytes");
     let puts = reg
         .requests()
         .iter()
@@ -689,6 +712,8 @@ fn a_refusal_says_what_was_refused() {
 /// header, before any of it is read into memory; so is a gzip name that never ends.
 #[test]
 fn oversized_tar_metadata_and_endless_gzip_names_are_refused() {
+    // metadata, and a gzip name that never ends, longer than the peak allowed
+    let beyond_the_peak = PEAK_LIMIT as usize + 8 * 1024 * 1024;
     let reg = support::registry::Registry::plain();
     let mut cases: Vec<(Vec<u8>, &str)> = Vec::new();
     for kind in [
@@ -701,23 +726,25 @@ fn oversized_tar_metadata_and_endless_gzip_names_are_refused() {
         h.set_size(512 * 1024 * 1024);
         h.set_cksum();
         let mut tar = h.as_bytes().to_vec();
-        tar.extend(std::iter::repeat_n(b'a', 4 * 1024 * 1024));
-        cases.push((support::image::gzip(&tar), "(the limit is 1048576)"));
+        // more of it than the peak allowed, so reading it whole would show
+        tar.extend(std::iter::repeat_n(b'a', beyond_the_peak));
+        cases.push((gzip_quickly(&tar), "(the limit is 1048576)"));
     }
     // gzip with FNAME set and a name of 200 KiB without its NUL
     let mut endless = vec![0x1f, 0x8b, 8, 0x08, 0, 0, 0, 0, 0, 3];
-    endless.extend(std::iter::repeat_n(b'n', 200 * 1024));
+    endless.extend(std::iter::repeat_n(b'n', beyond_the_peak));
     cases.push((endless, "gzip header's name or comment runs past 65536 bytes"));
     for (i, (blob, needle)) in cases.into_iter().enumerate() {
         let image = Image::from_layers(vec![(blob, tar_with_file("x", b"x"))], OCI_MANIFEST, "amd64");
         let digest = reg.push(&format!("meta{i}"), "latest", &image);
         let dest = tempfile::tempdir().unwrap();
-        let out = bin::run(
+        let (out, peak) = bin::run_measured(
             "in",
             &json!({"source": {"repository": reg.repo(&format!("meta{i}"))}, "version": {"digest": digest}}),
             &[dest.path().join("d").to_str().unwrap()],
         );
         let line = out.error_line();
         assert!(line.contains(needle), "{i}: {line}");
+        assert!(peak < PEAK_LIMIT, "{i}: peak resident set {peak} bytes");
     }
 }

@@ -262,3 +262,63 @@ fn read_only_directories_unpack_as_non_root_with_the_tars_modes() {
     };
     assert_eq!(modes(&ours), modes(&theirs), "as nobody and as root agree");
 }
+
+/// Files per directory in the many-entry layers: directories stay few, so what grows with
+/// the count is what the unpacker keeps per entry.
+const PER_DIR: usize = 3_000;
+
+/// A plain tar layer of `entries` empty files with names of about 100 bytes.
+fn many_entries_tar(entries: usize) -> Vec<u8> {
+    let mut layer = Layer::new();
+    let stem = "n".repeat(80);
+    for i in 0..entries {
+        layer.file(&format!("d{:03}/{stem}-{i:07}", i / PER_DIR), b"", 0o644);
+    }
+    layer.tar()
+}
+
+/// What `in` may add per entry of a layer: twice the unpacker's own figure. A set of the
+/// names themselves (about 100 bytes each here, plus their allocations) takes more.
+const MEMORY_PER_ENTRY: u64 = 2 * registry_image::rootfs::BYTES_PER_PATH as u64;
+
+#[test]
+fn memory_grows_by_a_constant_per_entry_whatever_the_names() {
+    let reg = Registry::plain();
+    let (few, many) = (20_000, 200_000);
+    let mut peaks = Vec::new();
+    for entries in [few, many] {
+        let tar = many_entries_tar(entries);
+        let name = format!("entries{entries}");
+        let digest = reg.push(
+            &name,
+            "v1",
+            &Image::from_layers(vec![(tar.clone(), tar)], OCI_MANIFEST, "amd64"),
+        );
+        let work = tempfile::tempdir().unwrap();
+        let dest = work.path().join("d");
+        let (out, peak) = bin::run_measured(
+            "in",
+            &json!({"source": {"repository": reg.repo(&name)}, "version": {"digest": digest}}),
+            &[dest.to_str().unwrap()],
+        );
+        out.one_json_line("in");
+        assert_eq!(
+            std::fs::read_dir(dest.join("rootfs/d000")).unwrap().count(),
+            PER_DIR,
+            "the layer was unpacked"
+        );
+        peaks.push(peak);
+    }
+    let growth = peaks[1].saturating_sub(peaks[0]);
+    let bound = (many - few) as u64 * MEMORY_PER_ENTRY;
+    eprintln!(
+        "peak resident set: {few} entries {} KiB, {many} entries {} KiB",
+        peaks[0] / 1024,
+        peaks[1] / 1024
+    );
+    assert!(
+        growth <= bound,
+        "{} more entries took {growth} more bytes (at most {bound}): peaks {peaks:?}",
+        many - few
+    );
+}

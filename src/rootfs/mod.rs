@@ -31,9 +31,10 @@ mod remove;
 mod sparse;
 #[cfg(test)]
 mod tests;
+mod touched;
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
@@ -47,6 +48,7 @@ use self::ahead::{Staging, EARLY_BUDGET};
 use self::entry::{Action, Described, Link};
 pub use self::guard::TAR_METADATA_LIMIT;
 use self::modes::Deferred;
+pub use self::touched::BYTES_PER_PATH;
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
@@ -175,7 +177,7 @@ impl Rootfs {
     pub fn apply_layer_in_turn(&self, tar: impl Read, turn: &Turn) -> Result<LayerStats, Error> {
         let mut layer = Layer {
             rootfs: self,
-            touched: HashSet::new(),
+            touched: touched::Touched::new(),
             parent: None,
             saved_times: HashMap::new(),
             deferred: RefCell::new(Deferred::new(self.creator.root.is_some())),
@@ -308,7 +310,7 @@ fn hostile(entry: &str, reason: &str) -> Error {
 struct Layer<'a> {
     rootfs: &'a Rootfs,
     /// Every path this layer wrote, and their parents: whiteouts leave them alone.
-    touched: HashSet<PathBuf>,
+    touched: touched::Touched,
     /// The directory the last entry went into: entries come grouped by directory, so this
     /// saves resolving the same path again and again. An entry only replaces a child of
     /// its own parent, so only whiteouts (which remove any path) clear it.
@@ -508,9 +510,12 @@ impl Layer<'_> {
     }
 
     fn mark_touched(&mut self, rel: &Path) {
-        let mut p = rel.to_path_buf();
-        while !p.as_os_str().is_empty() && self.touched.insert(p.clone()) {
-            p.pop();
+        let mut p = Some(rel);
+        while let Some(path) = p.filter(|p| !p.as_os_str().is_empty()) {
+            if !self.touched.insert(path) {
+                break;
+            }
+            p = path.parent();
         }
     }
 

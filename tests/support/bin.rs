@@ -118,6 +118,28 @@ pub fn run_wrapped(wrapper: &[&str], name: &str, input: &serde_json::Value, args
     )
 }
 
+/// Starts a binary, waits for it, and writes its peak resident set (KiB, from
+/// `getrusage(RUSAGE_CHILDREN)`) to the file named first; the wrapper's own memory is not
+/// counted.
+const MEASURE_PEAK: &str = "import resource, subprocess, sys\n\
+r = subprocess.run(sys.argv[2:])\n\
+open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n\
+sys.exit(r.returncode)\n";
+
+/// Runs `name` like [`run`] and returns, with its output, its peak resident set in bytes.
+pub fn run_measured(name: &str, input: &serde_json::Value, args: &[&str]) -> (Output, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("peak");
+    let report_arg = report.to_str().unwrap();
+    let out = run_wrapped(&["python3", "-c", MEASURE_PEAK, report_arg], name, input, args);
+    let kib: u64 = std::fs::read_to_string(&report)
+        .unwrap_or_else(|e| panic!("{name} left no peak memory report: {e}; {}", out.stderr))
+        .trim()
+        .parse()
+        .unwrap();
+    (out, kib * 1024)
+}
+
 fn run_command(
     mut command: Command,
     name: &str,
