@@ -748,3 +748,34 @@ fn oversized_tar_metadata_and_endless_gzip_names_are_refused() {
         assert!(peak < PEAK_LIMIT, "{i}: peak resident set {peak} bytes");
     }
 }
+
+/// A PAX header whose binary value holds a newline that, split there as the tar crate and
+/// other line-splitting readers do, reads as a `path` record: two readers would unpack the
+/// member under two names, so `in` refuses the layer.
+#[test]
+fn a_pax_header_read_two_ways_is_refused() {
+    let reg = support::registry::Registry::plain();
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_pax_extensions([("SCHILY.xattr.user.x", &b"a\n12 path=zzz"[..])])
+        .unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_size(4);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_cksum();
+    b.append_data(&mut h, "real-name", &b"data"[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    let image = Image::from_layers(vec![(support::image::gzip(&tar), tar)], OCI_MANIFEST, "amd64");
+    let digest = reg.push("two-ways", "latest", &image);
+    let dest = tempfile::tempdir().unwrap();
+    let out = bin::run(
+        "in",
+        &json!({"source": {"repository": reg.repo("two-ways")}, "version": {"digest": digest}}),
+        &[dest.path().join("d").to_str().unwrap()],
+    );
+    let line = out.error_line();
+    assert!(line.contains("hides or forges its path record"), "{line}");
+    assert!(!dest.path().join("d/rootfs/zzz").exists() && !dest.path().join("d/rootfs/real-name").exists());
+}

@@ -68,7 +68,8 @@ impl Hasher for Spread {
     }
 
     fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64;
+        // the low half, on purpose
+        self.0 = (n & u128::from(u64::MAX)).try_into().unwrap_or_default();
     }
 }
 
