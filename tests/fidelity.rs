@@ -153,6 +153,7 @@ fn gnu_tar_layers(work: &Path) -> Vec<Vec<u8>> {
     std::fs::write(t1.join("xattr/f"), b"with xattrs").unwrap();
     set_xattr(&t1.join("xattr/f"), "user.newline", b"a\nb");
     set_xattr(&t1.join("xattr/f"), "user.binary", &[0, 1, 2, 0xff, b'\n', 0]);
+    set_xattr(&t1.join("xattr/f"), "trusted.fidelity", b"root only");
     set_xattr(&t1.join("xattr/d"), "user.old", b"lower");
     std::fs::write(name(&t1.join("names"), LATIN1), b"latin-1").unwrap();
     std::fs::create_dir(name(&t1.join("names"), NOT_UTF8_DIR)).unwrap();
@@ -316,6 +317,7 @@ fn gnu_tar_layers_unpack_as_umoci_unpacks_them() {
     assert_eq!(
         x.xattrs,
         [
+            ("trusted.fidelity".to_owned(), hex::encode(b"root only")),
             ("user.binary".to_owned(), hex::encode([0, 1, 2, 0xff, b'\n', 0])),
             ("user.newline".to_owned(), hex::encode(b"a\nb")),
         ],
@@ -385,19 +387,33 @@ fn not_root_the_capability_is_skipped_and_the_rest_applied() {
     let out = bin::run_wrapped(
         &["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"],
         "in",
-        &json!({"source": {"repository": reg.repo("gnu-tar-nobody")}, "version": {"digest": digest}}),
+        &json!({"source": {"repository": reg.repo("gnu-tar-nobody"), "debug": true}, "version": {"digest": digest}}),
         &[dest.to_str().unwrap()],
     );
     out.one_json_line("in");
+    // what nobody may not set is skipped with a debug line, the rest applied
+    for skipped in ["security.capability", "trusted.fidelity"] {
+        assert!(
+            out.stderr
+                .contains(&format!("skipping extended attribute {skipped}")),
+            "a debug line names the skipped {skipped}:\n{}",
+            out.stderr
+        );
+    }
     let ours = tree::snapshot(&dest.join("rootfs"));
     assert!(
         node(&ours, "caps/ping").xattrs.is_empty(),
         "nobody may not set security.capability"
     );
+    let user: Vec<&str> = node(&ours, "xattr/f")
+        .xattrs
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
     assert_eq!(
-        node(&ours, "xattr/f").xattrs.len(),
-        2,
-        "user.* attributes are set"
+        user,
+        ["user.binary", "user.newline"],
+        "user.* attributes are set, trusted.* not"
     );
     let f = node(&ours, "times/future");
     assert_eq!((f.mtime, f.mtime_nsec), FUTURE);
