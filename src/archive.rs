@@ -49,12 +49,11 @@ pub struct Location {
 }
 
 impl Location {
-    /// A reader of the bytes, and of nothing else.
-    ///
-    /// # Errors
-    /// Never today; kept fallible for the readers' sake.
-    pub fn open(&self) -> io::Result<Slice> {
-        Ok(Slice::new(self.file.clone(), self.offset, self.size))
+    /// A reader of the bytes, and of nothing else (read with `pread` from the file opened
+    /// when it was found, so nothing is resolved again).
+    #[must_use]
+    pub fn open(&self) -> Slice {
+        Slice::new(self.file.clone(), self.offset, self.size)
     }
 }
 
@@ -311,7 +310,7 @@ impl Files {
         }
         let mut bytes = Vec::new();
         loc.open()
-            .and_then(|mut r| r.read_to_end(&mut bytes))
+            .read_to_end(&mut bytes)
             .map_err(|source| self.read_error(source))?;
         Ok(bytes)
     }
@@ -612,12 +611,12 @@ fn read_docker(files: &Files) -> Result<PushPlan, ArchiveError> {
 /// Hashes a stored layer, or gzips an uncompressed one to learn its digest and size.
 fn prepare_layer(loc: Location) -> io::Result<(Blob, &'static str)> {
     let mut head = [0u8; 4];
-    let n = loc.open()?.read(&mut head)?;
+    let n = loc.open().read(&mut head)?;
     let kind = Compression::sniff(&head[..n]);
     let mut sink = HashingWriter::default();
     if kind == Compression::None {
         let mut gz = flate2::write::GzEncoder::new(&mut sink, flate2::Compression::new(GZIP_LEVEL));
-        io::copy(&mut loc.open()?, &mut gz)?;
+        io::copy(&mut loc.open(), &mut gz)?;
         gz.finish()?;
         let (digest, size) = sink.finish();
         return Ok((
@@ -629,7 +628,7 @@ fn prepare_layer(loc: Location) -> io::Result<(Blob, &'static str)> {
             DOCKER_LAYER_GZIP,
         ));
     }
-    io::copy(&mut loc.open()?, &mut sink)?;
+    io::copy(&mut loc.open(), &mut sink)?;
     let (digest, size) = sink.finish();
     let media_type = if kind == Compression::Zstd {
         DOCKER_LAYER_ZSTD
@@ -685,6 +684,6 @@ impl Write for HashingWriter {
 /// Reading or writing fails.
 pub fn gzip_into(loc: &Location, out: impl Write) -> io::Result<()> {
     let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::new(GZIP_LEVEL));
-    io::copy(&mut loc.open()?, &mut gz)?;
+    io::copy(&mut loc.open(), &mut gz)?;
     gz.finish()?.flush()
 }

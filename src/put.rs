@@ -319,7 +319,7 @@ fn body_of(data: &BlobData, bar: Arc<Bar>) -> reqwest::Body {
         BlobData::Stored(loc) => {
             let loc = loc.clone();
             let stream = reader_stream(move |tx| {
-                let mut reader = loc.open()?;
+                let mut reader = loc.open();
                 let mut buf = vec![0u8; 256 * 1024];
                 loop {
                     let n = reader.read(&mut buf)?;

@@ -93,6 +93,43 @@ pub fn echoed_forms(secret: &str) -> Vec<String> {
     forms
 }
 
+/// Shorter secrets are not redacted: four characters would match ordinary words.
+const SHORTEST_REDACTED: usize = 4;
+
+/// Every form in which a set of secrets may come back from a server ([`echoed_forms`]),
+/// computed once as each secret is added, longest first so no form is cut by a shorter one.
+#[derive(Default)]
+pub struct Echoes(Vec<String>);
+
+impl Echoes {
+    /// Adds `secret`'s forms.
+    pub fn add(&mut self, secret: &str) {
+        if secret.len() < SHORTEST_REDACTED {
+            return;
+        }
+        for form in echoed_forms(secret) {
+            if form.len() >= SHORTEST_REDACTED && !self.0.contains(&form) {
+                self.0.push(form);
+            }
+        }
+        self.0.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    }
+
+    /// `text` with every form replaced by `<redacted>`.
+    #[must_use]
+    pub fn scrub(&self, text: String) -> String {
+        self.0
+            .iter()
+            .fold(text, |text, form| text.replace(form.as_str(), "<redacted>"))
+    }
+}
+
+impl std::fmt::Debug for Echoes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Echoes({} forms)", self.0.len())
+    }
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("<redacted>")

@@ -11,7 +11,7 @@ use serde_json::json;
 use support::archive::{oci_archive, oci_layout_dir};
 use support::bin;
 use support::fake::{FakeServer, Reply};
-use support::image::{tar_with_file, Image, OCI_INDEX, OCI_MANIFEST};
+use support::image::{sha512, tar_with_file, Image, OCI_INDEX, OCI_MANIFEST};
 
 /// `bytes` through `gzip -1`: the test's own deflate is slow on large input in a debug build.
 fn gzip_quickly(bytes: &[u8]) -> Vec<u8> {
@@ -66,11 +66,6 @@ fn a_manifest_cut_short_without_a_length_is_never_a_version() {
         out.stderr
     );
     assert_eq!(server.count("GET", "/v2/app/manifests/latest"), 2, "retried once");
-}
-
-fn sha512(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    format!("sha512:{}", hex::encode(sha2::Sha512::digest(bytes)))
 }
 
 /// A registry serving `manifests` (reference → media type and bytes) and the blobs of

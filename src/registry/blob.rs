@@ -33,6 +33,35 @@ pub const BLOB_RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs
 /// for ever, as the per-read timeout alone would let it).
 pub const MIN_BLOB_RATE: u64 = 1024;
 
+/// Bytes received over the time spent waiting for them, judged each [`BLOB_RATE_WINDOW`].
+#[derive(Default)]
+struct RateWindow {
+    waited: std::time::Duration,
+    bytes: u64,
+}
+
+impl RateWindow {
+    /// Counts `bytes` that took `waited` to arrive. When a window is full and it held fewer
+    /// than [`MIN_BLOB_RATE`] a second, the window's bytes and time; otherwise a new window
+    /// starts.
+    fn observe(
+        &mut self,
+        waited: std::time::Duration,
+        bytes: usize,
+    ) -> Result<(), (u64, std::time::Duration)> {
+        self.waited += waited;
+        self.bytes += bytes as u64;
+        if self.waited < BLOB_RATE_WINDOW {
+            return Ok(());
+        }
+        let window = std::mem::take(self);
+        if window.bytes < MIN_BLOB_RATE.saturating_mul(window.waited.as_secs()) {
+            return Err((window.bytes, window.waited));
+        }
+        Ok(())
+    }
+}
+
 /// A blocking reader over the chunks a download sends. As a `BufRead` it hands out the
 /// chunks themselves, so the inflater reads the HTTP body without another copy.
 pub struct ChannelReader {
@@ -179,11 +208,11 @@ impl Client {
         } else {
             *delivered
         };
-        let (mut waited, mut window_bytes) = (std::time::Duration::ZERO, 0u64);
+        let mut rate = RateWindow::default();
         loop {
             let started = std::time::Instant::now();
             let chunk = tokio::time::timeout(BLOB_RATE_WINDOW, response.chunk()).await;
-            waited += started.elapsed();
+            let waited = started.elapsed();
             let chunk = match chunk {
                 Ok(chunk) => chunk.map_err(|source| transport::Error::Transport {
                     method: Method::GET,
@@ -193,18 +222,8 @@ impl Client {
                 // nothing for a whole window: judged below as an empty chunk
                 Err(_) => Some(Bytes::new()),
             };
-            if let Some(c) = &chunk {
-                window_bytes += c.len() as u64;
-            }
-            if waited >= BLOB_RATE_WINDOW {
-                if window_bytes < MIN_BLOB_RATE.saturating_mul(waited.as_secs()) {
-                    return Err(Error::BlobStalled {
-                        url,
-                        bytes: window_bytes,
-                        waited,
-                    });
-                }
-                (waited, window_bytes) = (std::time::Duration::ZERO, 0);
+            if let Err((bytes, waited)) = rate.observe(waited, chunk.as_ref().map_or(0, Bytes::len)) {
+                return Err(Error::BlobStalled { url, bytes, waited });
             }
             if chunk.as_ref().is_some_and(Bytes::is_empty) {
                 continue;
@@ -236,5 +255,28 @@ impl Client {
                 return Ok(Ended::ReaderGone);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_window_below_the_minimum_rate_stalls() {
+        let second = Duration::from_secs(1);
+        let mut slow = RateWindow::default();
+        for _ in 0..29 {
+            assert!(
+                slow.observe(second, 100).is_ok(),
+                "judged only when the window is full"
+            );
+        }
+        assert_eq!(slow.observe(second, 100), Err((3_000, BLOB_RATE_WINDOW)));
+        let mut enough = RateWindow::default();
+        assert!(enough.observe(BLOB_RATE_WINDOW, 30 * 1024).is_ok());
+        // a new window starts after each judgement
+        assert_eq!(enough.observe(BLOB_RATE_WINDOW, 0), Err((0, BLOB_RATE_WINDOW)));
     }
 }

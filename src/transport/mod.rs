@@ -178,9 +178,9 @@ pub struct Transport {
     allow_http: bool,
     base: OnceCell<String>,
     auth: Mutex<AuthState>,
-    /// Every secret this transport holds (its credentials, the tokens it got), to take out
-    /// of anything a server says back.
-    secrets: std::sync::Mutex<Vec<String>>,
+    /// Every secret this transport holds (its credentials, the tokens it got), in every
+    /// form a server may say it back, to take out of anything a server says.
+    secrets: std::sync::Mutex<crate::secret::Echoes>,
 }
 
 impl Transport {
@@ -208,18 +208,19 @@ impl Transport {
                 reqwest::Identity::from_pem(pem.as_bytes()).map_err(Error::ClientCert)
             })
             .transpose()?;
-        let secrets = match &identity.credentials {
-            // a server echoing the Authorization header shows the pair in base64
-            Credentials::Basic { username, password } => vec![
-                password.expose().to_owned(),
-                base64::Engine::encode(
+        let mut secrets = crate::secret::Echoes::default();
+        match &identity.credentials {
+            Credentials::Basic { username, password } => {
+                secrets.add(password.expose());
+                // a server echoing the Authorization header shows the pair in base64
+                secrets.add(&base64::Engine::encode(
                     &base64::engine::general_purpose::STANDARD,
                     format!("{username}:{}", password.expose()),
-                ),
-            ],
-            Credentials::RefreshToken { token } => vec![token.expose().to_owned()],
-            Credentials::Anonymous => Vec::new(),
-        };
+                ));
+            }
+            Credentials::RefreshToken { token } => secrets.add(token.expose()),
+            Credentials::Anonymous => {}
+        }
         Ok(Self {
             secrets: std::sync::Mutex::new(secrets),
             http: http::Http::new(certs, identity_pem)?,
@@ -470,17 +471,11 @@ impl Transport {
     /// `text` with every secret this transport holds replaced by `<redacted>`.
     #[must_use]
     pub fn scrub(&self, text: String) -> String {
-        let secrets = self.secrets.lock().map(|s| s.clone()).unwrap_or_default();
-        let mut forms: Vec<String> = secrets
-            .iter()
-            .filter(|s| s.len() >= 4)
-            .flat_map(|s| crate::secret::echoed_forms(s))
-            .filter(|f| f.len() >= 4)
-            .collect();
-        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
-        forms
-            .iter()
-            .fold(text, |text, form| text.replace(form.as_str(), "<redacted>"))
+        match self.secrets.lock() {
+            Ok(secrets) => secrets.scrub(text),
+            // a thread panicked holding it: show nothing of the server's words
+            Err(_) => "<redacted>".to_owned(),
+        }
     }
 
     /// A `Status` error for `response`, its URL as shown and its words scrubbed.
@@ -581,7 +576,7 @@ impl Transport {
         let own = self.is_own(realm);
         let token = token::fetch_token(self.http.for_url(realm, own)?, &request, credentials, &scrub).await?;
         if let Ok(mut secrets) = self.secrets.lock() {
-            secrets.push(token.value.expose().to_owned());
+            secrets.add(token.value.expose());
         }
         Ok(token)
     }

@@ -15,6 +15,10 @@ pub fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
+pub fn sha512(bytes: &[u8]) -> String {
+    format!("sha512:{}", hex::encode(sha2::Sha512::digest(bytes)))
+}
+
 /// A blob with its digest.
 #[derive(Clone, Debug)]
 pub struct Blob {
