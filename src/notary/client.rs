@@ -140,14 +140,7 @@ impl Client {
         let call = Call::new(Method::GET, url.clone(), &self.scope)
             .header(ACCEPT, "application/json")
             .whole_within(SMALL_BODY_TIMEOUT);
-        let body = self
-            .transport
-            .backoff()
-            .retry(|| async {
-                let response = self.transport.execute(&call).await?;
-                self.transport.read_whole(response, METADATA_LIMIT).await
-            })
-            .await?;
+        let body = self.transport.fetch_document(&call, METADATA_LIMIT).await?;
         body.ok_or(Error::TooLarge {
             url,
             limit: METADATA_LIMIT,

@@ -54,17 +54,6 @@ pub enum Error {
         /// Request URL.
         url: String,
     },
-    /// A manifest or config whose body is not a whole JSON document: cut short by a
-    /// connection that ended (transient: it is fetched again).
-    #[error(
-        "{url} gave {received} bytes that are not one whole JSON document (cut short, or not a manifest)"
-    )]
-    DocumentCut {
-        /// Request URL.
-        url: String,
-        /// Bytes received.
-        received: usize,
-    },
     /// A blob arriving slower than [`super::blob::MIN_BLOB_RATE`] (transient: it is resumed).
     #[error(
         "blob {url} arrived too slowly: {bytes} bytes in {waited:.0?} of waiting, under the floor of 1 KiB/s"
@@ -170,7 +159,7 @@ impl Retryable for Error {
     fn is_transient(&self) -> bool {
         match self {
             Self::Http(e) => e.is_transient(),
-            Self::BlobCut { .. } | Self::DocumentCut { .. } | Self::BlobStalled { .. } => true,
+            Self::BlobCut { .. } | Self::BlobStalled { .. } => true,
             _ => false,
         }
     }

@@ -152,24 +152,10 @@ impl Client {
         let call = Call::new(Method::GET, url.clone(), &self.scope)
             .header(ACCEPT, accept)
             .whole_within(SMALL_BODY_TIMEOUT);
-        let body = self
-            .transport
-            .backoff()
-            .retry(|| async {
-                let response = self.transport.execute(&call).await?;
-                let body = self
-                    .read_whole(response, limit, || too_large(url.clone(), limit))
-                    .await?;
-                if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
-                    return Err(Error::DocumentCut {
-                        url: url.clone(),
-                        received: body.len(),
-                    });
-                }
-                Ok(body)
-            })
-            .await?;
-        Ok((url, body))
+        match self.transport.fetch_document(&call, limit).await? {
+            Some(body) => Ok((url, body)),
+            None => Err(too_large(url, limit)),
+        }
     }
 
     /// A whole body of at most `limit` bytes; a broken one is a (transient) transport error.

@@ -40,6 +40,18 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    /// A JSON document (manifest, config, notary role) whose body is not one whole JSON
+    /// document: cut short by a connection that ended with no length to tell (transient:
+    /// it is fetched again).
+    #[error(
+        "{url} gave {received} bytes that are not one whole JSON document (cut short, or not JSON)"
+    )]
+    DocumentCut {
+        /// Request URL.
+        url: String,
+        /// Bytes received.
+        received: usize,
+    },
     /// No status and headers within the limit (a silent or trickling server).
     #[error("{method} {url}: no response within {limit:?}")]
     NoResponse {
@@ -319,7 +331,7 @@ impl Retryable for Error {
             Self::Transport { source, .. } | Self::TokenTransport { source, .. } => {
                 transient_transport(source)
             }
-            Self::NoResponse { .. } => true,
+            Self::NoResponse { .. } | Self::DocumentCut { .. } => true,
             Self::Unreachable { http, https, .. } => transient_transport(http) && transient_transport(https),
             _ => false,
         }

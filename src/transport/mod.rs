@@ -440,6 +440,32 @@ impl Transport {
         })
     }
 
+    /// The whole body `call` gets, a JSON document of at most `limit` bytes (`None` past
+    /// that), asked for again while failures are transient. A body that is not one whole
+    /// JSON document is one of them: without a length, a connection closed early looks
+    /// like the end of the body.
+    ///
+    /// # Errors
+    /// As [`Transport::execute`], once retries are spent.
+    pub async fn fetch_document(&self, call: &Call<'_>, limit: usize) -> Result<Option<Vec<u8>>, Error> {
+        self.backoff()
+            .retry(|| async {
+                let response = self.execute(call).await?;
+                let url = self.shown(response.url().as_str());
+                let Some(body) = self.read_whole(response, limit).await? else {
+                    return Ok(None);
+                };
+                if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+                    return Err(Error::DocumentCut {
+                        url,
+                        received: body.len(),
+                    });
+                }
+                Ok(Some(body))
+            })
+            .await
+    }
+
     /// The whole body of `response`, at most `limit` bytes: `None` past that (no reason
     /// to ask again); a body cut short is a (transient) transport error.
     ///
