@@ -774,3 +774,41 @@ fn a_pax_header_read_two_ways_is_refused() {
     assert!(line.contains("hides or forges its path record"), "{line}");
     assert!(!dest.path().join("d/rootfs/zzz").exists() && !dest.path().join("d/rootfs/real-name").exists());
 }
+
+/// A token response whose body ends with the connection inside its JSON is asked for again,
+/// like a manifest cut short; not reported as a token server that answers wrongly.
+#[test]
+fn a_token_cut_short_is_fetched_again() {
+    let token_gets = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let gets = token_gets.clone();
+    let digest = support::image::sha256(b"m");
+    let server = FakeServer::start(move |req, _| {
+        let realm = format!(
+            r#"Bearer realm="http://{}/token",service="fake""#,
+            req.header("host").unwrap_or_default()
+        );
+        match req.path.as_str() {
+            p if p.starts_with("/token") => {
+                if gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"token\":\"to".to_vec())
+                } else {
+                    Reply::status(200).with_body(br#"{"token":"tok"}"#)
+                }
+            }
+            _ if req.header("authorization") == Some("Bearer tok") => {
+                Reply::status(200).with_header("Docker-Content-Digest", &digest)
+            }
+            _ => Reply::status(401).with_header("WWW-Authenticate", &realm),
+        }
+    });
+    let out = check(json!({"repository": format!("{}/app", server.host)}));
+    assert_eq!(
+        out.one_json_line("check"),
+        json!([{"tag": "latest", "digest": support::image::sha256(b"m")}])
+    );
+    assert_eq!(
+        token_gets.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "asked again once"
+    );
+}

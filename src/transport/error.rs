@@ -43,9 +43,7 @@ pub enum Error {
     /// A JSON document (manifest, config, notary role) whose body is not one whole JSON
     /// document: cut short by a connection that ended with no length to tell (transient:
     /// it is fetched again).
-    #[error(
-        "{url} gave {received} bytes that are not one whole JSON document (cut short, or not JSON)"
-    )]
+    #[error("{url} gave {received} bytes that are not one whole JSON document (cut short, or not JSON)")]
     DocumentCut {
         /// Request URL.
         url: String,

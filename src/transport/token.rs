@@ -138,6 +138,13 @@ pub(crate) async fn fetch_token(
     // serde's messages quote what they refuse, which could be the token itself: keep
     // only where the body went wrong
     let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+        if e.is_eof() {
+            // a body that ended inside the JSON: a connection closed early, asked again
+            return Error::DocumentCut {
+                url: realm.to_owned(),
+                received: body.len(),
+            };
+        }
         body_error(&format!(
             "the body is not the expected JSON (line {}, column {})",
             e.line(),
