@@ -230,9 +230,21 @@ fn push_layers(reg: &Registry, name: &str, layers: Vec<Vec<u8>>) -> String {
     reg.push(name, "v1", &Image::from_layers(layers, OCI_MANIFEST, "amd64"))
 }
 
-/// Pushes the GNU tar layers as an image; returns its digest.
-fn push_gnu_tar_image(reg: &Registry, name: &str, work: &Path) -> String {
-    push_layers(reg, name, gnu_tar_layers(work))
+/// A registry holding the GNU tar layers as the image `name`, the directory they were made
+/// in, and the image's digest. Making them takes root (owners, file capabilities), GNU
+/// tar, `setcap`, and the `tools` the test uses.
+fn gnu_tar_image(name: &str, tools: &[&str]) -> (Registry, tempfile::TempDir, String) {
+    for tool in ["tar", "setcap"].iter().chain(tools) {
+        require(tool);
+    }
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "the layers hold owners and file capabilities: run this test as root"
+    );
+    let reg = Registry::plain();
+    let work = tempfile::tempdir().unwrap();
+    let digest = push_layers(&reg, name, gnu_tar_layers(work.path()));
+    (reg, work, digest)
 }
 
 /// Checks that `path` holds the sparse file [`sparse_file`] made, holes kept.
@@ -267,16 +279,7 @@ fn node<'a>(snapshot: &'a std::collections::BTreeMap<String, tree::Node>, path: 
 
 #[test]
 fn gnu_tar_layers_unpack_as_umoci_unpacks_them() {
-    require("tar");
-    require("setcap");
-    require("getcap");
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "this test sets owners and file capabilities: run it as root"
-    );
-    let reg = Registry::plain();
-    let work = tempfile::tempdir().unwrap();
-    let digest = push_gnu_tar_image(&reg, "gnu-tar", work.path());
+    let (reg, work, digest) = gnu_tar_image("gnu-tar", &["getcap"]);
     let dest = work.path().join("in");
     fetch(&reg, "gnu-tar", &digest, &dest);
     let rootfs = dest.join("rootfs");
@@ -366,16 +369,7 @@ fn an_old_gnu_layer_unpacks_as_gnu_tar_extracts_it() {
 
 #[test]
 fn not_root_the_capability_is_skipped_and_the_rest_applied() {
-    require("tar");
-    require("setcap");
-    require("setpriv");
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "this test makes a capability layer and then runs `in` as nobody: run it as root"
-    );
-    let reg = Registry::plain();
-    let work = tempfile::tempdir().unwrap();
-    let digest = push_gnu_tar_image(&reg, "gnu-tar-nobody", work.path());
+    let (reg, work, digest) = gnu_tar_image("gnu-tar-nobody", &["setpriv"]);
     let dest = work.path().join("nobody");
     std::fs::create_dir(&dest).unwrap();
     rustix::fs::chown(
