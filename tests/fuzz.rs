@@ -3,7 +3,9 @@
 //! those that once failed), then runs mutations of them (bit flips, interesting bytes, cut, repeated and
 //! spliced ranges) for `FUZZ_SECONDS` (default 10) per target. No input may panic or take
 //! longer than [`SLOW`]; the layer target must also write nothing outside its rootfs. A
-//! failing input is saved under `target/fuzz-failures/`. This is not coverage-guided.
+//! failing input is saved under `target/fuzz-failures/`. This is not coverage-guided: the
+//! coverage-guided runs are the `cargo fuzz` targets in `tests/fuzz/`, whose findings
+//! worth keeping go into the same corpus.
 
 mod support;
 
