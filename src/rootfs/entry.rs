@@ -62,8 +62,20 @@ impl Described {
         creator: Creator,
     ) -> Result<Self, Error> {
         let extended = extended.unwrap_or_default();
-        let raw: Cow<'_, Path> = match &extended.sparse.name {
-            // a sparse file in PAX 0.1 or 1.0 is stored under a placeholder name
+        let records = &extended.sparse;
+        // a sparse file in PAX 0.1 or 1.0 is stored under a placeholder name; the name
+        // counts only for a file that is sparse, as Go's tar reader has it
+        let sparse_name = records
+            .name
+            .as_ref()
+            .filter(|_| records.version.is_some() || records.map.is_some());
+        let raw: Cow<'_, Path> = match sparse_name {
+            Some(name) if name.is_empty() => {
+                return Err(hostile(
+                    &entry.path().map_err(Error::Tar)?.display().to_string(),
+                    "its GNU.sparse.name is empty",
+                ))
+            }
             Some(name) => Cow::Owned(PathBuf::from(OsStr::from_bytes(name))),
             None => entry.path().map_err(Error::Tar)?,
         };
@@ -133,7 +145,7 @@ impl Described {
             None
         };
         let sparse =
-            Sparse::of(&extended.sparse, kind, entry.size()).map_err(|reason| hostile(name, &reason))?;
+            Sparse::of(&extended.sparse, header, entry.size()).map_err(|reason| hostile(name, &reason))?;
         let meta = Meta::from_header(header, extended, creator).map_err(|source| Error::Entry {
             entry: name.to_owned(),
             source,

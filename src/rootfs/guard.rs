@@ -128,8 +128,8 @@ impl<R: Read> TarGuard<R> {
                     "a GNU sparse map of more than {TAR_METADATA_LIMIT} bytes"
                 )));
             }
-            // each extension block says at byte 504 whether another follows
-            if block[504] == 0 {
+            // each extension block says at byte 504 whether another follows (exactly 1)
+            if block[504] != 1 {
                 self.state = match std::mem::take(&mut self.pending_sparse) {
                     0 => State::Header,
                     remaining => State::Data { remaining, pax: None },
@@ -157,8 +157,14 @@ impl<R: Read> TarGuard<R> {
         let field = parse_size(&block[124..136])
             .ok_or_else(|| invalid("a tar header has a size field that is not a number"))?;
         let size = match kind {
-            // the size records of PAX headers apply to the member after them
-            b'x' | b'g' | b'L' | b'K' => field,
+            // the size record of a PAX header applies to the member after it and its
+            // other extensions; a global header is that member for the tar reader, which
+            // sizes it by its own field
+            b'x' | b'L' | b'K' => field,
+            b'g' => {
+                self.next_size = None;
+                field
+            }
             _ => self.next_size.take().unwrap_or(field),
         };
         if matches!(kind, b'x' | b'g' | b'L' | b'K') && size > TAR_METADATA_LIMIT {
@@ -180,7 +186,8 @@ impl<R: Read> TarGuard<R> {
         if kind == b'x' {
             self.pax_len = size;
         }
-        if kind == b'S' && block[482] != 0 {
+        // exactly 1 means "extension blocks follow", as the tar reader reads it
+        if kind == b'S' && block[482] == 1 {
             self.sparse_blocks = 0;
             self.state = State::SparseExtension;
             // its data follows the extension blocks; remember it for when they end
@@ -296,6 +303,41 @@ mod tests {
         assert!(through(header(tar::EntryType::XHeader, 1000).as_bytes()).is_ok());
         // a regular file may be any size
         assert!(through(header(tar::EntryType::Regular, 1 << 40).as_bytes()).is_ok());
+    }
+
+    /// A PAX header, then a global header, then a file: the tar reader gives the PAX
+    /// records to the global header, and sizes the file by its own field.
+    #[test]
+    fn a_global_header_takes_the_pax_records_before_it() {
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([("size", &b"1024"[..])]).unwrap();
+        let mut g = header(tar::EntryType::XGlobalHeader, 0);
+        b.append_data(&mut g, "pax_global_header", &b""[..]).unwrap();
+        let mut f = header(tar::EntryType::Regular, 3);
+        b.append_data(&mut f, "after", &b"abc"[..]).unwrap();
+        // what the guard would take as the file's data if it kept the PAX size: a header
+        // of an extended header too large to hold
+        let big = header(tar::EntryType::XHeader, 512 * 1024 * 1024);
+        let mut tar = b.into_inner().unwrap();
+        tar.truncate(tar.len() - 1024); // no end-of-archive blocks before it
+        tar.extend_from_slice(big.as_bytes());
+        let e = through(&tar).unwrap_err();
+        assert!(e.to_string().contains("the limit is 1048576"), "{e}");
+    }
+
+    /// Byte 482 of an old GNU sparse header other than 1 means no extension blocks, to the
+    /// tar reader and to the guard.
+    #[test]
+    fn sparse_extension_flags_mean_exactly_one() {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::GNUSparse);
+        h.set_size(0);
+        h.as_gnu_mut().unwrap().isextended[0] = 2;
+        h.set_cksum();
+        let mut tar = h.as_bytes().to_vec();
+        tar.extend_from_slice(header(tar::EntryType::XHeader, 512 * 1024 * 1024).as_bytes());
+        let e = through(&tar).unwrap_err();
+        assert!(e.to_string().contains("the limit is 1048576"), "{e}");
     }
 
     #[test]

@@ -32,6 +32,16 @@ pub(super) struct Meta {
 /// (umoci leaves the same two alone).
 const HOST_XATTRS: [&[u8]; 2] = [b"security.selinux", b"system.nfs4_acl"];
 
+/// Prefixes of extended attributes never set from a layer: overlayfs reads them as its own
+/// markers (opaque directories, redirects, metacopy) when the rootfs becomes a lower layer
+/// of an overlay, as a volume of a container runtime may.
+const OVERLAY_XATTRS: [&[u8]; 2] = [b"trusted.overlay.", b"user.overlay."];
+
+/// Whether a layer's extended attribute `name` is left alone.
+fn not_ours(name: &[u8]) -> bool {
+    HOST_XATTRS.contains(&name) || OVERLAY_XATTRS.iter().any(|p| name.starts_with(p))
+}
+
 /// The most a directory's extended attribute names take, listed (the kernel's
 /// `XATTR_LIST_MAX`).
 const XATTR_LIST_MAX: usize = 64 * 1024;
@@ -72,8 +82,11 @@ impl Meta {
         let mode = header.mode()? & 0o7777;
         let owner = match creator.root {
             Some(us) => {
-                let uid = u32::try_from(header.uid()?).map_err(|_| io::Error::other("uid out of range"))?;
-                let gid = u32::try_from(header.gid()?).map_err(|_| io::Error::other("gid out of range"))?;
+                // the extended header's owners, read by record length, over the header's
+                let uid = extended.uid.map_or_else(|| header.uid(), Ok)?;
+                let gid = extended.gid.map_or_else(|| header.gid(), Ok)?;
+                let uid = u32::try_from(uid).map_err(|_| io::Error::other("uid out of range"))?;
+                let gid = u32::try_from(gid).map_err(|_| io::Error::other("gid out of range"))?;
                 ((uid, gid) != us).then_some((uid, gid))
             }
             None => None,
@@ -87,7 +100,16 @@ impl Meta {
         let xattrs = extended
             .xattrs
             .into_iter()
-            .filter(|(name, _)| !HOST_XATTRS.contains(&name.as_slice()))
+            .filter(|(name, _)| {
+                let skip = not_ours(name);
+                if skip {
+                    tracing::debug!(
+                        "skipping extended attribute {}: not set from a layer",
+                        String::from_utf8_lossy(name)
+                    );
+                }
+                !skip
+            })
             .collect();
         Ok(Self {
             mode,
@@ -161,7 +183,7 @@ impl Meta {
             }
         };
         for name in list[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-            if HOST_XATTRS.contains(&name) || self.xattrs.iter().any(|(n, _)| n == name) {
+            if not_ours(name) || self.xattrs.iter().any(|(n, _)| n == name) {
                 continue;
             }
             let removed =

@@ -2,9 +2,10 @@
 //!
 //! A record is `<length> <key>=<value>\n`, and a value is bytes: an extended attribute's
 //! value may hold a newline. The tar crate splits its copy of the header at newlines, so a
-//! crafted value could make it see a `size`, `path`, `uid` or `gid` that a reader going by
-//! lengths does not: such a header is refused, so everything reading the layer agrees on
-//! where members start and what they are called.
+//! crafted value could make it see a `path` or `linkpath` that a reader going by lengths
+//! does not, and a value with a newline hides the `size`, `uid` and `gid` records after it
+//! from it. Owners are taken from here; a header on which the tar crate would read another
+//! size (where members start) or name is refused.
 
 use rustix::fs::Timespec;
 
@@ -14,6 +15,10 @@ use rustix::fs::Timespec;
 pub(super) struct Extended {
     /// `size`: the data size of the member it describes.
     pub(super) size: Option<u64>,
+    /// `uid` and `gid`: owners beyond the ustar fields. Taken from here, not from the tar
+    /// crate, which misses them after a value with a newline.
+    pub(super) uid: Option<u64>,
+    pub(super) gid: Option<u64>,
     /// `mtime`, with its fraction of a second.
     pub(super) mtime: Option<Timespec>,
     /// `SCHILY.xattr.<name>`, in their order.
@@ -38,6 +43,10 @@ pub(super) struct SparseRecords {
 
 /// Keys that decide where members start and what they are: each may appear once.
 const FRAMING: [&str; 5] = ["size", "path", "linkpath", "uid", "gid"];
+
+/// Of those, the ones the tar crate takes from its own reading of the header, which must
+/// then agree with ours.
+const READ_BY_THE_TAR_CRATE: [&str; 3] = ["size", "path", "linkpath"];
 
 /// Parses extended header `data`, or says what is wrong with it.
 pub(super) fn parse(data: &[u8]) -> Result<Extended, String> {
@@ -67,9 +76,8 @@ pub(super) fn parse(data: &[u8]) -> Result<Extended, String> {
         }
         match key {
             b"size" => ext.size = Some(number()?),
-            b"uid" | b"gid" => {
-                number()?;
-            }
+            b"uid" => ext.uid = Some(number()?),
+            b"gid" => ext.gid = Some(number()?),
             b"mtime" => {
                 ext.mtime = Some(text().and_then(time).ok_or("record mtime is not a time")?);
             }
@@ -183,12 +191,12 @@ pub(super) fn time(text: &str) -> Option<Timespec> {
     })
 }
 
-/// Refuses a header whose framing records the tar crate reads otherwise than [`parse`]:
-/// it splits at every newline, stops looking for `size`, `uid` and `gid` at the first piece
-/// that is not a record, and skips such pieces when it looks for `path` and `linkpath`.
+/// Refuses a header whose size or name records the tar crate reads otherwise than
+/// [`parse`]: it splits at every newline, stops looking for `size` at the first piece that
+/// is not a record, and skips such pieces when it looks for `path` and `linkpath`.
 fn agrees_with_tar_crate(data: &[u8]) -> Result<(), String> {
     let pieces = || tar::PaxExtensions::new(data);
-    for key in FRAMING {
+    for key in READ_BY_THE_TAR_CRATE {
         let ours = {
             let mut rest = data;
             let mut found = None;
@@ -218,9 +226,14 @@ fn agrees_with_tar_crate(data: &[u8]) -> Result<(), String> {
             found
         };
         if ours != theirs {
-            return Err(format!(
-                "a value with a newline in it hides or forges its {key} record from other tar readers"
-            ));
+            return Err(if theirs.is_some() {
+                format!("a value with a newline in it forges a {key} record for line-splitting tar readers")
+            } else {
+                format!(
+                    "a value with a newline in it hides its {key} record from the tar reader this \
+                     resource uses (it splits records at newlines)"
+                )
+            });
         }
     }
     Ok(())
@@ -303,6 +316,14 @@ mod tests {
         // a value with a newline before a real size record hides it from the tar crate
         let hidden = records(&[("SCHILY.xattr.user.x", b"a\nb"), ("size", b"7")]);
         assert!(parse(&hidden).unwrap_err().contains("size record"));
+        // owners after such a value are read here, whatever the tar crate misses
+        let owners = records(&[
+            ("SCHILY.xattr.user.x", b"a\nb"),
+            ("uid", b"3000000"),
+            ("gid", b"7"),
+        ]);
+        let ext = parse(&owners).unwrap();
+        assert_eq!((ext.uid, ext.gid), (Some(3_000_000), Some(7)));
         // but a newline in a value is fine when nothing depends on it
         let fine = records(&[("path", b"p"), ("SCHILY.xattr.user.x", b"a\nb")]);
         assert!(parse(&fine).is_ok());

@@ -22,6 +22,13 @@ use super::pax::SparseRecords;
 /// metadata of a member.
 pub(super) const SPARSE_MAP_LIMIT: u64 = TAR_METADATA_LIMIT;
 
+/// The largest sparse file unpacked. A sparse file's size costs its layer nothing, so
+/// without a bound a few bytes could make a file of exabytes that everything reading the
+/// rootfs later (a copy, a tar of the volume) reads as zeros; the tar crate itself hands
+/// the holes of an old GNU sparse file over as zeros, which are read at memory speed. A
+/// tebibyte holds the `lastlog` of a system with UIDs up to 3.7 billion.
+pub(super) const MAX_SPARSE_SIZE: u64 = 1 << 40;
+
 /// How a sparse file's content is laid out in its member.
 #[derive(Debug)]
 pub(super) enum Sparse {
@@ -39,16 +46,36 @@ impl Sparse {
     /// header's records; `None` when it is not sparse.
     pub(super) fn of(
         records: &SparseRecords,
-        kind: tar::EntryType,
+        header: &tar::Header,
         stored: u64,
     ) -> Result<Option<Self>, String> {
+        let kind = header.entry_type();
+        let too_large = |size: u64| {
+            format!("it is a sparse file of {size} bytes, more than the limit of {MAX_SPARSE_SIZE}")
+        };
         if kind == tar::EntryType::GNUSparse {
+            let size = header
+                .as_gnu()
+                .and_then(|g| g.real_size().ok())
+                .ok_or("its old GNU sparse header has no real size")?;
+            if size > MAX_SPARSE_SIZE {
+                return Err(too_large(size));
+            }
             return Ok(Some(Self::Expanded));
         }
+        let sparse = records.version.is_some() || records.map.is_some();
         if !(kind.is_file() || kind == tar::EntryType::Continuous) {
-            return Ok(None);
+            return if sparse {
+                Err(format!("it has sparse records but is of type {kind:?}"))
+            } else {
+                Ok(None)
+            };
         }
-        let size = || records.size.ok_or("it is sparse but its size is not recorded");
+        let size = || match records.size {
+            None => Err("it is sparse but its size is not recorded".to_owned()),
+            Some(size) if size > MAX_SPARSE_SIZE => Err(too_large(size)),
+            Some(size) => Ok(size),
+        };
         match (records.version, &records.map) {
             (Some((1, 0)), _) => Ok(Some(Self::InData {
                 size: size()?,
@@ -237,6 +264,30 @@ mod tests {
         assert!(check(&[(0, 5), (18, 5)], 20, 10).is_err());
         assert!(check(&[(0, 5)], 20, 10).unwrap_err().contains("holds 10"));
         assert!(check(&[(u64::MAX, 5)], u64::MAX, 5).is_err());
+    }
+
+    #[test]
+    fn sizes_are_bounded_and_only_files_are_sparse() {
+        let mut file = tar::Header::new_ustar();
+        file.set_entry_type(tar::EntryType::Regular);
+        let records = |size| SparseRecords {
+            version: Some((1, 0)),
+            size: Some(size),
+            ..SparseRecords::default()
+        };
+        assert!(Sparse::of(&records(MAX_SPARSE_SIZE), &file, 0).unwrap().is_some());
+        let e = Sparse::of(&records(MAX_SPARSE_SIZE + 1), &file, 0).unwrap_err();
+        assert!(e.contains("more than the limit"), "{e}");
+        let mut dir = tar::Header::new_ustar();
+        dir.set_entry_type(tar::EntryType::Directory);
+        assert!(Sparse::of(&records(10), &dir, 0)
+            .unwrap_err()
+            .contains("Directory"));
+        assert!(Sparse::of(&SparseRecords::default(), &dir, 0).unwrap().is_none());
+        let mut gnu = tar::Header::new_gnu();
+        gnu.set_entry_type(tar::EntryType::GNUSparse);
+        gnu.as_gnu_mut().unwrap().set_real_size(MAX_SPARSE_SIZE + 1);
+        assert!(Sparse::of(&SparseRecords::default(), &gnu, 0).is_err());
     }
 
     fn padded(text: &str) -> Vec<u8> {

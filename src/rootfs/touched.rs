@@ -19,26 +19,29 @@ pub const BYTES_PER_PATH: usize = 40;
 
 /// Paths, by keyed hash.
 pub(super) struct Touched {
-    keys: (RandomState, RandomState),
+    /// One random SipHash key; the two halves of a path's hash come from inputs that start
+    /// with different bytes, so they are as independent as the keyed function's outputs.
+    key: RandomState,
     set: HashSet<u128, BuildHasherDefault<Spread>>,
 }
 
 impl Touched {
     pub(super) fn new() -> Self {
         Self {
-            keys: (RandomState::new(), RandomState::new()),
+            key: RandomState::new(),
             set: HashSet::default(),
         }
     }
 
     fn key(&self, path: &Path) -> u128 {
         let bytes = path.as_os_str().as_bytes();
-        let half = |state: &RandomState| {
-            let mut h = state.build_hasher();
+        let half = |domain: u8| {
+            let mut h = self.key.build_hasher();
+            h.write_u8(domain);
             h.write(bytes);
             h.finish()
         };
-        (u128::from(half(&self.keys.0)) << 64) | u128::from(half(&self.keys.1))
+        (u128::from(half(0)) << 64) | u128::from(half(1))
     }
 
     /// Adds `path`; `false` when it was there already.
