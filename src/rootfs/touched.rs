@@ -19,7 +19,7 @@ pub const BYTES_PER_PATH: usize = 40;
 
 /// Paths, by keyed hash.
 pub(super) struct Touched {
-    /// One random SipHash key; the two halves of a path's hash come from inputs that start
+    /// One random `SipHash` key; the two halves of a path's hash come from inputs that start
     /// with different bytes, so they are as independent as the keyed function's outputs.
     key: RandomState,
     set: HashSet<u128, BuildHasherDefault<Spread>>,
