@@ -781,24 +781,11 @@ fn a_pax_header_read_two_ways_is_refused() {
 fn a_token_cut_short_is_fetched_again() {
     let token_gets = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let gets = token_gets.clone();
-    let digest = support::image::sha256(b"m");
-    let server = FakeServer::start(move |req, _| {
-        let realm = format!(
-            r#"Bearer realm="http://{}/token",service="fake""#,
-            req.header("host").unwrap_or_default()
-        );
-        match req.path.as_str() {
-            p if p.starts_with("/token") => {
-                if gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-                    Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"token\":\"to".to_vec())
-                } else {
-                    Reply::status(200).with_body(br#"{"token":"tok"}"#)
-                }
-            }
-            _ if req.header("authorization") == Some("Bearer tok") => {
-                Reply::status(200).with_header("Docker-Content-Digest", &digest)
-            }
-            _ => Reply::status(401).with_header("WWW-Authenticate", &realm),
+    let server = support::fake::token_registry(move || {
+        if gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"token\":\"to".to_vec())
+        } else {
+            Reply::status(200).with_body(br#"{"token":"tok"}"#)
         }
     });
     let out = check(json!({"repository": format!("{}/app", server.host)}));

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::bin;
-use support::fake::{FakeServer, Reply};
+use support::fake::{self, FakeServer, Reply};
 use support::image::{self, Image, DOCKER_MANIFEST};
 use support::registry::{Auth, Registry, PASSWORD, USER};
 
@@ -258,28 +258,10 @@ fn a_client_certificate_opens_a_mutual_tls_registry() {
     );
 }
 
-/// A registry on 127.0.0.1 whose token realm is `token` (a reply for `GET /token`).
-fn token_registry(token: impl Fn() -> Reply + Send + Sync + 'static) -> FakeServer {
-    FakeServer::start(move |req, _| {
-        let realm = format!(
-            r#"Bearer realm="http://{}/token",service="fake""#,
-            req.header("host").unwrap_or_default()
-        );
-        match req.path.as_str() {
-            p if p.starts_with("/token") => token(),
-            "/v2/" => Reply::status(401).with_header("WWW-Authenticate", &realm),
-            _ if req.header("authorization") == Some("Bearer tok") => {
-                Reply::status(200).with_header("Docker-Content-Digest", &image::sha256(b"m"))
-            }
-            _ => Reply::status(401).with_header("WWW-Authenticate", &realm),
-        }
-    })
-}
-
 #[test]
 fn hostile_token_answers_fail_cleanly() {
     // a lifetime no clock can hold
-    let server = token_registry(|| {
+    let server = fake::token_registry(|| {
         Reply::status(200).with_body(br#"{"token":"tok","expires_in":18446744073709551615}"#)
     });
     let out = check(json!({"repository": format!("{}/app", server.host)}));
@@ -292,7 +274,7 @@ fn hostile_token_answers_fail_cleanly() {
 
     // a realm that echoes the credentials it refuses
     let echo = format!(r#"{{"details":"bad credentials {USER}:{PASSWORD}"}}"#);
-    let server = token_registry(move || Reply::status(401).with_body(echo.as_bytes()));
+    let server = fake::token_registry(move || Reply::status(401).with_body(echo.as_bytes()));
     let out = check(
         json!({"repository": format!("{}/app", server.host), "username": USER, "password": PASSWORD, "debug": true}),
     );
@@ -304,7 +286,7 @@ fn hostile_token_answers_fail_cleanly() {
     assert!(!out.stderr.contains(PASSWORD), "{}", out.stderr);
 
     // a token that is not a string is refused without being quoted
-    let server = token_registry(|| Reply::status(200).with_body(br#"{"token":987654321}"#));
+    let server = fake::token_registry(|| Reply::status(200).with_body(br#"{"token":987654321}"#));
     let line = check(json!({"repository": format!("{}/app", server.host)})).error_line();
     assert!(
         line.contains("not usable") && !line.contains("987654321"),
@@ -312,8 +294,9 @@ fn hostile_token_answers_fail_cleanly() {
     );
 
     // a message over several lines, with escape sequences, stays one clean line
-    let server =
-        token_registry(|| Reply::status(403).with_body(b"{\"details\":\"no\\n\\u001b[31mway\\r\\nreally\"}"));
+    let server = fake::token_registry(|| {
+        Reply::status(403).with_body(b"{\"details\":\"no\\n\\u001b[31mway\\r\\nreally\"}")
+    });
     let out = check(json!({"repository": format!("{}/app", server.host)}));
     let line = out.error_line();
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);

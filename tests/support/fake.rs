@@ -209,3 +209,23 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Request>>) {
         }
     }
 }
+
+/// A registry on 127.0.0.1 whose token realm is `token` (the reply for `GET /token`): a
+/// request carrying `Bearer tok` gets 200 with the digest of `m`, anything else the
+/// challenge.
+pub fn token_registry(token: impl Fn() -> Reply + Send + Sync + 'static) -> FakeServer {
+    FakeServer::start(move |req, _| {
+        let realm = format!(
+            r#"Bearer realm="http://{}/token",service="fake""#,
+            req.header("host").unwrap_or_default()
+        );
+        match req.path.as_str() {
+            p if p.starts_with("/token") => token(),
+            "/v2/" => Reply::status(401).with_header("WWW-Authenticate", &realm),
+            _ if req.header("authorization") == Some("Bearer tok") => {
+                Reply::status(200).with_header("Docker-Content-Digest", &super::image::sha256(b"m"))
+            }
+            _ => Reply::status(401).with_header("WWW-Authenticate", &realm),
+        }
+    })
+}
