@@ -51,7 +51,8 @@ const READ_BY_THE_TAR_CRATE: [&str; 3] = ["size", "path", "linkpath"];
 /// Parses extended header `data`, or says what is wrong with it.
 pub(super) fn parse(data: &[u8]) -> Result<Extended, String> {
     let mut ext = Extended::default();
-    let mut seen: Vec<&[u8]> = Vec::new();
+    // the framing records (and mtime) read, each at most once
+    let mut seen: Vec<(&[u8], &[u8])> = Vec::new();
     let mut rest = data;
     let mut offsets = Vec::new();
     let mut lengths = Vec::new();
@@ -59,10 +60,10 @@ pub(super) fn parse(data: &[u8]) -> Result<Extended, String> {
         let (key, value, after) = record(rest)?;
         rest = after;
         if FRAMING.iter().any(|k| k.as_bytes() == key) || key == b"mtime" {
-            if seen.contains(&key) {
+            if seen.iter().any(|(k, _)| *k == key) {
                 return Err(format!("record {} appears twice", String::from_utf8_lossy(key)));
             }
-            seen.push(key);
+            seen.push((key, value));
         }
         let text = || std::str::from_utf8(value).ok();
         let number = || {
@@ -119,7 +120,7 @@ pub(super) fn parse(data: &[u8]) -> Result<Extended, String> {
                 .collect(),
         );
     }
-    agrees_with_tar_crate(data)?;
+    agrees_with_tar_crate(data, &seen)?;
     Ok(ext)
 }
 
@@ -193,22 +194,12 @@ pub(super) fn time(text: &str) -> Option<Timespec> {
 
 /// Refuses a header whose size or name records the tar crate reads otherwise than
 /// [`parse`]: it splits at every newline, stops looking for `size` at the first piece that
-/// is not a record, and skips such pieces when it looks for `path` and `linkpath`.
-fn agrees_with_tar_crate(data: &[u8]) -> Result<(), String> {
+/// is not a record, and skips such pieces when it looks for `path` and `linkpath`. `ours`
+/// are the records [`parse`] read, by key.
+fn agrees_with_tar_crate(data: &[u8], ours: &[(&[u8], &[u8])]) -> Result<(), String> {
     let pieces = || tar::PaxExtensions::new(data);
     for key in READ_BY_THE_TAR_CRATE {
-        let ours = {
-            let mut rest = data;
-            let mut found = None;
-            while !rest.is_empty() {
-                let (k, v, after) = record(rest)?;
-                if k == key.as_bytes() {
-                    found = Some(v);
-                }
-                rest = after;
-            }
-            found
-        };
+        let ours = ours.iter().find(|(k, _)| *k == key.as_bytes()).map(|(_, v)| *v);
         let theirs = if matches!(key, "path" | "linkpath") {
             pieces()
                 .filter_map(Result::ok)
