@@ -76,6 +76,16 @@ fn name(dir: &Path, bytes: &[u8]) -> PathBuf {
     dir.join(OsStr::from_bytes(bytes))
 }
 
+/// Makes `path` owned by [`BIG_ID`] and group `BIG_ID + 1`.
+fn give_big_owner(path: &Path) {
+    rustix::fs::chown(
+        path,
+        Some(rustix::fs::Uid::from_raw(BIG_ID)),
+        Some(rustix::fs::Gid::from_raw(BIG_ID + 1)),
+    )
+    .unwrap();
+}
+
 /// A sparse file of [`SPARSE_SIZE`] at `path`, its data at [`SPARSE_DATA`].
 fn sparse_file(path: &Path) {
     let file = std::fs::File::create(path).unwrap();
@@ -142,12 +152,7 @@ fn gnu_tar_layers(work: &Path) -> Vec<Vec<u8>> {
     std::fs::write(t1.join("times/future"), b"future").unwrap();
     set_time(&t1.join("times/future"), FUTURE);
     std::fs::write(t1.join("owners/big"), b"big owner").unwrap();
-    rustix::fs::chown(
-        t1.join("owners/big"),
-        Some(rustix::fs::Uid::from_raw(BIG_ID)),
-        Some(rustix::fs::Gid::from_raw(BIG_ID + 1)),
-    )
-    .unwrap();
+    give_big_owner(&t1.join("owners/big"));
     std::fs::write(t1.join("caps/ping"), b"#!/bin/true\n").unwrap();
     run(Command::new("setcap").arg(CAP_NET_RAW).arg(t1.join("caps/ping")));
     std::fs::write(t1.join("xattr/f"), b"with xattrs").unwrap();
@@ -191,12 +196,7 @@ fn old_gnu_layer(work: &Path) -> Vec<u8> {
     std::fs::create_dir_all(t.join("sparse")).unwrap();
     sparse_file(&t.join("sparse/gnu"));
     std::fs::write(t.join("big-owner"), b"big owner").unwrap();
-    rustix::fs::chown(
-        t.join("big-owner"),
-        Some(rustix::fs::Uid::from_raw(BIG_ID)),
-        Some(rustix::fs::Gid::from_raw(BIG_ID + 1)),
-    )
-    .unwrap();
+    give_big_owner(&t.join("big-owner"));
     set_time(&t.join("big-owner"), (FRACTIONAL.0, 0));
     gnu_tar(&t, &["--format=gnu", "--sparse"])
 }
