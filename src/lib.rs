@@ -17,7 +17,7 @@
 //!    fetch: HTTP body + sha256 ─▶ compression ─▶ tar ─▶ rootfs    (one layer streamed,
 //!    tarball (image.tar for `in`), archive (image files for `out`)  the next in flight)
 //!
-//!  pure types: source, reference, digest, manifest, credentials, secret
+//!  pure types: source, reference, digest, manifest, credentials, secret, semver
 //! ```
 //!
 //! Imports point one way, down this picture: steps → step support (`cli`, `error`,
@@ -63,6 +63,7 @@ pub mod registry;
 pub mod retry;
 pub mod rootfs;
 pub mod secret;
+pub mod semver;
 pub mod source;
 pub mod tarball;
 pub mod transport;

@@ -53,6 +53,32 @@ pub enum SourceError {
         /// The field given.
         field: &'static str,
     },
+    /// A field of the Go resource this one does not implement.
+    #[error("source.{field} is not implemented by this resource: {instead}")]
+    NotImplemented {
+        /// The field.
+        field: &'static str,
+        /// What to do instead.
+        instead: &'static str,
+    },
+    /// A field that only means something with another one.
+    #[error("source.{field} needs source.{needs}")]
+    Needs {
+        /// The field given.
+        field: &'static str,
+        /// The field it needs.
+        needs: &'static str,
+    },
+    /// A regex field that does not compile.
+    #[error("source.{field} {value:?} is not a regex in RE2 syntax: {reason}")]
+    Regex {
+        /// The field.
+        field: &'static str,
+        /// The pattern (its start).
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A required field that is empty.
     #[error("source.{field} is empty")]
     Empty {
@@ -131,6 +157,64 @@ pub struct Source {
     /// Which image of a multi-platform index `in` fetches.
     #[serde(default)]
     pub platform: Option<PlatformParam>,
+    /// Semver mode: only `<semver>-<variant>` tags are versions, and `out` appends
+    /// `-<variant>` to `params.version`.
+    #[serde(default)]
+    pub variant: Option<String>,
+    /// Semver mode: only versions meeting this constraint (`~1.2.x`, `>= 1.2 < 3`).
+    #[serde(default)]
+    pub semver_constraint: Option<String>,
+    /// Semver mode: also pre-releases starting `alpha`, `beta`, `rc` (and
+    /// `pre_release_prefixes`). Given at all, even `false`, it turns semver mode on.
+    #[serde(default)]
+    pub pre_releases: Option<bool>,
+    /// Semver mode: more pre-release prefixes than `alpha`, `beta`, `rc`.
+    #[serde(default)]
+    pub pre_release_prefixes: Option<Vec<String>>,
+    /// Regex mode: every tag this regex (RE2 syntax, unanchored) matches is a version.
+    #[serde(default)]
+    pub tag_regex: Option<String>,
+    /// Regex mode: versions ordered by their image's `created` time, oldest first.
+    #[serde(default)]
+    pub created_at_sort: Option<bool>,
+    /// Config labels whose key matches become `in` metadata.
+    #[serde(default)]
+    pub label_regex: Option<String>,
+    /// Manifest annotations whose key matches become `in` metadata.
+    #[serde(default)]
+    pub annotation_regex: Option<String>,
+    /// Upstream's Azure managed-identity login: accepted, refused (not implemented).
+    #[serde(default)]
+    pub azure_acr: Option<bool>,
+    /// Part of upstream's Azure login: refused.
+    #[serde(default)]
+    pub azure_client_id: Option<String>,
+    /// Part of upstream's Azure login: refused.
+    #[serde(default)]
+    pub azure_tenant_id: Option<String>,
+    /// Part of upstream's Azure login: refused.
+    #[serde(default)]
+    pub azure_environment: Option<String>,
+}
+
+/// The most a `tag_regex`, `label_regex` or `annotation_regex` may compile to (the
+/// `regex` crate's own default is 10 MiB); matching is linear in the text either way.
+pub const REGEX_SIZE_LIMIT: usize = 1024 * 1024;
+
+/// What `check` tracks.
+#[derive(Debug, Clone)]
+pub enum Tracking {
+    /// One tag's digest (`source.tag`, or `latest`).
+    Tag(Tag),
+    /// Every tag that is a semantic version under these rules.
+    Semver(crate::semver::Rules),
+    /// Every tag the regex matches.
+    Regex {
+        /// `tag_regex`, compiled.
+        regex: regex::Regex,
+        /// `created_at_sort`.
+        by_created: bool,
+    },
 }
 
 /// `platform` in `source` or `params`: every part optional; `architecture` may carry a
@@ -346,7 +430,7 @@ pub struct InRequest {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InParams {
-    /// `rootfs` (default) or `oci`.
+    /// `rootfs` (default), `oci` or `oci-layout`.
     #[serde(default)]
     pub format: Option<String>,
     /// Write only the version files; fetch no layers.
@@ -396,6 +480,16 @@ pub struct OutParams {
     /// File with whitespace-separated extra tags.
     #[serde(default)]
     pub additional_tags: Option<String>,
+    /// A semantic version to push as a tag (normalised, `-<variant>` appended).
+    #[serde(default, deserialize_with = "deserialize_tag")]
+    pub version: Option<String>,
+    /// With `version`: also move `MAJOR.MINOR`, `MAJOR` and `latest` (or the variant
+    /// forms), each when this version is the newest of its line.
+    #[serde(default)]
+    pub bump_aliases: bool,
+    /// Prefix for every additional tag.
+    #[serde(default)]
+    pub tag_prefix: Option<String>,
 }
 
 /// stdout of `in` and `out`.
@@ -434,7 +528,136 @@ impl Source {
         if let Some(trust) = &self.content_trust {
             trust.validate()?;
         }
+        self.tracking()?;
+        for (field, pattern) in [
+            ("label_regex", &self.label_regex),
+            ("annotation_regex", &self.annotation_regex),
+        ] {
+            if let Some(pattern) = given(pattern.as_ref()) {
+                compile_regex(field, pattern)?;
+            }
+        }
+        self.refuse_azure()
+    }
+
+    /// Upstream's Azure managed-identity login needs the Azure instance metadata service;
+    /// this resource does not speak it, and says so rather than ignoring the fields.
+    fn refuse_azure(&self) -> Result<()> {
+        let instead = "log in with source.username and source.password (an ACR token, or a service principal's id and secret)";
+        if self.azure_acr == Some(true) {
+            return Err(SourceError::NotImplemented {
+                field: "azure_acr",
+                instead,
+            });
+        }
+        for (field, value) in [
+            ("azure_client_id", &self.azure_client_id),
+            ("azure_tenant_id", &self.azure_tenant_id),
+            ("azure_environment", &self.azure_environment),
+        ] {
+            if given(value.as_ref()).is_some() {
+                return Err(SourceError::NotImplemented { field, instead });
+            }
+        }
         Ok(())
+    }
+
+    /// The semver options given, by name: any of them (with no `tag`) turns semver mode on.
+    #[must_use]
+    pub fn semver_options(&self) -> Vec<&'static str> {
+        let mut set = Vec::new();
+        if given(self.variant.as_ref()).is_some() {
+            set.push("variant");
+        }
+        if given(self.semver_constraint.as_ref()).is_some() {
+            set.push("semver_constraint");
+        }
+        if self.pre_releases.is_some() {
+            set.push("pre_releases");
+        }
+        if self.pre_release_prefixes.is_some() {
+            set.push("pre_release_prefixes");
+        }
+        set
+    }
+
+    /// The variant, when one is given.
+    #[must_use]
+    pub fn variant(&self) -> Option<&str> {
+        given(self.variant.as_ref())
+    }
+
+    /// What `check` tracks: `tag` (default `latest`); or, with `tag` left out, every
+    /// semver tag when a semver option is given, every matching tag with `tag_regex`.
+    ///
+    /// # Errors
+    /// `tag` together with a semver option or `tag_regex`; a bad tag, variant,
+    /// constraint, prefix or regex.
+    pub fn tracking(&self) -> Result<Tracking> {
+        let options = self.semver_options();
+        let tag = given(self.tag.as_ref());
+        let regex = given(self.tag_regex.as_ref());
+        if tag.is_some() {
+            if let Some(option) = options.first().copied().or(regex.map(|_| "tag_regex")) {
+                return Err(SourceError::Conflict {
+                    first: "tag",
+                    second: option,
+                    hint: ": source.tag tracks that one tag; leave it out to track semver tags (variant, semver_constraint, pre_releases, pre_release_prefixes) or the tags tag_regex matches",
+                });
+            }
+        }
+        if let Some(pattern) = regex {
+            return Ok(Tracking::Regex {
+                regex: compile_regex("tag_regex", pattern)?,
+                by_created: self.created_at_sort == Some(true),
+            });
+        }
+        if options.is_empty() {
+            return Ok(Tracking::Tag(self.tag()?));
+        }
+        Ok(Tracking::Semver(self.semver_rules()?))
+    }
+
+    /// The semver options, checked.
+    fn semver_rules(&self) -> Result<crate::semver::Rules> {
+        let variant = self.variant().map(str::to_owned);
+        if let Some(v) = &variant {
+            Tag::parse(v).map_err(|source| SourceError::Reference {
+                field: "variant",
+                source,
+            })?;
+        }
+        let constraint = match given(self.semver_constraint.as_ref()) {
+            Some(text) => Some(crate::semver::Constraint::parse(text).map_err(|e| {
+                SourceError::Malformed {
+                    field: "semver_constraint".to_owned(),
+                    value: e.part,
+                    expected: "is not a version constraint (write e.g. `~1.2`, `^1`, `>= 1.2, < 3` or `1.2.x || >= 4.2.3`)",
+                }
+            })?),
+            None => None,
+        };
+        let prefixes = self.pre_release_prefixes.clone().unwrap_or_default();
+        for (i, prefix) in prefixes.iter().enumerate() {
+            if prefix.is_empty()
+                || !prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            {
+                return Err(SourceError::Malformed {
+                    field: format!("pre_release_prefixes[{i}]"),
+                    value: prefix.chars().take(80).collect(),
+                    expected:
+                        "is not the start of a pre-release (letters, digits, `-` and `.`, like `build`)",
+                });
+            }
+        }
+        Ok(crate::semver::Rules {
+            variant,
+            constraint,
+            pre_releases: self.pre_releases == Some(true),
+            prefixes,
+        })
     }
 
     /// Whether ECR is on: `aws_region` is set.
@@ -569,6 +792,39 @@ impl Source {
             .unwrap_or(DEFAULT_TAG);
         Tag::parse(text).map_err(|source| SourceError::Reference { field: "tag", source })
     }
+}
+
+/// A string field that is given and not empty (Go's zero value means "not set").
+fn given(field: Option<&String>) -> Option<&str> {
+    field.map(String::as_str).filter(|s| !s.is_empty())
+}
+
+/// A regex of `field`, in RE2 syntax as the `regex` crate reads it, within
+/// [`REGEX_SIZE_LIMIT`].
+///
+/// # Errors
+/// When it does not compile.
+pub fn compile_regex(field: &'static str, pattern: &str) -> Result<regex::Regex> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| SourceError::Regex {
+            field,
+            value: pattern.chars().take(80).collect(),
+            reason: match e {
+                regex::Error::CompiledTooBig(limit) => format!("it compiles to more than {limit} bytes"),
+                // the syntax error's last line says what is wrong (the lines above draw it)
+                other => other
+                    .to_string()
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .trim()
+                    .trim_start_matches("error: ")
+                    .to_owned(),
+            },
+        })
 }
 
 /// Both halves of a user name/password pair, or neither.

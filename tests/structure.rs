@@ -19,6 +19,7 @@ const FLOORS: &[(&str, &[&str])] = &[
             "manifest",
             "reference",
             "secret",
+            "semver",
             "source",
         ],
     ),

@@ -131,6 +131,16 @@ impl Remote {
         .await
     }
 
+    /// Every tag of the repository, in the registry's order (see [`Client::list_tags`]);
+    /// a mirror that lists none is not believed, and the origin is asked.
+    ///
+    /// # Errors
+    /// Failures at the origin (after the mirror's, if any); a missing repository is a
+    /// not-found error.
+    pub async fn list_tags(&self) -> Result<Vec<String>, RemoteError> {
+        self.read("tag list", Vec::is_empty, Client::list_tags).await
+    }
+
     /// The manifest bytes `target` names and their digest (see [`Client::fetch_manifest`]).
     ///
     /// # Errors

@@ -67,17 +67,42 @@ impl Image {
         arch: &str,
         runtime: serde_json::Value,
     ) -> Self {
+        Self::from_layers_with_document(layers, media_type, arch, runtime, serde_json::json!({}))
+    }
+
+    /// A one-layer image holding `/hello.txt` with `content`, whose config has `fields`
+    /// besides the usual ones (`created`, say).
+    pub fn with_config_fields(content: &str, fields: serde_json::Value) -> Self {
+        let tar = tar_with_file("hello.txt", content.as_bytes());
+        Self::from_layers_with_document(
+            vec![(gzip(&tar), tar)],
+            OCI_MANIFEST,
+            "amd64",
+            serde_json::json!({"Env": ["PATH=/usr/bin:/bin"]}),
+            fields,
+        )
+    }
+
+    /// The same with a given runtime `config` section and more top-level config `fields`.
+    pub fn from_layers_with_document(
+        layers: Vec<(Vec<u8>, Vec<u8>)>,
+        media_type: &'static str,
+        arch: &str,
+        runtime: serde_json::Value,
+        fields: serde_json::Value,
+    ) -> Self {
         let diff_ids: Vec<String> = layers.iter().map(|(_, tar)| sha256(tar)).collect();
         let layers: Vec<Blob> = layers.into_iter().map(|(blob, _)| Blob::new(blob)).collect();
-        let config = Blob::new(
-            serde_json::to_vec(&serde_json::json!({
-                "architecture": arch,
-                "os": "linux",
-                "config": runtime,
-                "rootfs": {"type": "layers", "diff_ids": diff_ids},
-            }))
-            .unwrap(),
-        );
+        let mut document = serde_json::json!({
+            "architecture": arch,
+            "os": "linux",
+            "config": runtime,
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        });
+        for (key, value) in fields.as_object().expect("fields is an object") {
+            document[key] = value.clone();
+        }
+        let config = Blob::new(serde_json::to_vec(&document).unwrap());
         let (config_type, layer_type) = if media_type == DOCKER_MANIFEST {
             (
                 "application/vnd.docker.container.image.v1+json",

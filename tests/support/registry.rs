@@ -456,6 +456,24 @@ impl Registry {
         super::image::sha256(&index)
     }
 
+    /// The tags of `name`, in the order the registry lists them.
+    pub fn list_tags(&self, name: &str) -> Vec<String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let p = Pusher::new(self, name).await;
+            let url = format!("{}/v2/{name}/tags/list?n=10000", p.base);
+            let r = p.authorize(p.http.get(&url)).send().await.unwrap();
+            let body: serde_json::Value = r.json().await.unwrap();
+            body["tags"]
+                .as_array()
+                .map(|tags| tags.iter().map(|t| t.as_str().unwrap().to_owned()).collect())
+                .unwrap_or_default()
+        })
+    }
+
     /// Deletes the manifest `digest` of `name`.
     pub fn delete(&self, name: &str, digest: &str) {
         let rt = tokio::runtime::Builder::new_current_thread()
