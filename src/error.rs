@@ -177,6 +177,43 @@ pub enum Error {
         #[source]
         source: ReferenceError,
     },
+    /// `params.version` is not a semantic version a tag can hold.
+    #[error("params.version {version:?} {reason}")]
+    InvalidVersion {
+        /// The version given.
+        version: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A prefixed additional tag is not a valid tag.
+    #[error("params.tag_prefix {prefix:?} makes {tag:?}, which is not a valid tag")]
+    PrefixedTag {
+        /// The prefix.
+        prefix: String,
+        /// The tag it made.
+        tag: String,
+        /// What is wrong with it.
+        #[source]
+        source: ReferenceError,
+    },
+    /// `params.tag_prefix` with no additional tags to put it on.
+    #[error("params.tag_prefix is set but there are no additional tags to prefix: it applies only to the tags of params.additional_tags")]
+    TagPrefixWithoutTags,
+    /// No tag to push.
+    #[error("nothing to push: source.variant is set and source.tag is not, so give params.version (pushed as <version>-{variant}) or source.tag")]
+    NothingToPush {
+        /// The source's variant.
+        variant: String,
+    },
+    /// The tags deciding `bump_aliases` could not be listed.
+    #[error("list the tags of {repository} to decide which aliases to move")]
+    Aliases {
+        /// `registry/repository`.
+        repository: String,
+        /// The registry failure.
+        #[source]
+        source: crate::registry::Error,
+    },
     /// The image file cannot be pushed.
     #[error(transparent)]
     Archive(Box<crate::archive::ArchiveError>),

@@ -25,6 +25,7 @@ use crate::progress::{human, Bar, Board};
 use crate::reference::Tag;
 use crate::registry::{Client, Scope};
 use crate::retry::Backoff;
+use crate::semver::Version as Semver;
 use crate::source::{MetadataField, OutRequest, StepResponse, Version};
 
 /// Blob uploads in flight at once.
@@ -41,19 +42,36 @@ pub const TAGS_FILE_LIMIT: u64 = 64 * 1024;
 pub async fn run(request: OutRequest, src: &Path, backoff: Backoff) -> Result<StepResponse> {
     let source = &request.source;
     source.validate()?;
-    let mut tags = vec![source.tag()?];
+    let params = &request.params;
+    let version = pushed_version(params.version.as_deref(), source.variant())?;
     let sources = Dir::open(src).map_err(Error::Sources)?;
-    if let Some(file) = &request.params.additional_tags {
-        for tag in read_tags(&sources, file)? {
-            if !tags.contains(&tag) {
-                tags.push(tag);
+    let additional = additional_tags(&sources, params)?;
+    let mut tags = Vec::new();
+    match (&source.tag, &version) {
+        (Some(tag), _) if !tag.is_empty() => tags.push(source.tag()?),
+        // a version push moves `latest` only through bump_aliases
+        (_, Some(_)) => {}
+        _ => match source.variant() {
+            Some(variant) => {
+                return Err(Error::NothingToPush {
+                    variant: variant.to_owned(),
+                })
             }
-        }
+            None => tags.push(source.tag()?),
+        },
+    }
+    if let Some((_, tag)) = &version {
+        tags.push(tag.clone());
+    }
+    if params.bump_aliases && version.is_none() {
+        tracing::warn!(
+            "params.bump_aliases is set without params.version: there is no version to move aliases to"
+        );
     }
     let image_path = match_one(src, &sources, &request.params.image)?;
     tracing::info!("reading {}", image_path.display());
     let rel = image_path.strip_prefix(src).unwrap_or(&image_path).to_owned();
-    let tag_hint = tags[0].to_string();
+    let tag_hint = tags.first().map(ToString::to_string).unwrap_or_default();
     let plan = tokio::task::spawn_blocking(move || read_image(&sources, &rel, &tag_hint))
         .await
         .map_err(|e| Error::Write {
@@ -65,6 +83,15 @@ pub async fn run(request: OutRequest, src: &Path, backoff: Backoff) -> Result<St
     let remote = connect(source, Scope::Push, backoff).await?;
     let client = remote.origin();
     let repository = remote.repository();
+    if let (Some((semver, _)), true) = (&version, params.bump_aliases) {
+        tags.extend(aliases(client, semver, source.variant()).await?);
+    }
+    for tag in additional {
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    dedupe(&mut tags);
     let tag_list: Vec<&str> = tags.iter().map(Tag::as_str).collect();
     let trust = prepare_trust(source, repository, &tag_list, &plan.root.bytes, backoff).await?;
     let pushing = |source| Error::Push {
@@ -212,6 +239,117 @@ fn match_one(src: &Path, sources: &Dir, pattern: &str) -> Result<PathBuf> {
                 .join(", "),
         }),
     }
+}
+
+/// `params.version` as pushed: normalised (`v1.2` → `1.2.0`), `-<variant>` appended.
+fn pushed_version(version: Option<&str>, variant: Option<&str>) -> Result<Option<(Semver, Tag)>> {
+    let Some(text) = version.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let invalid = |reason| Error::InvalidVersion {
+        version: text.to_owned(),
+        reason,
+    };
+    let semver = Semver::parse(text)
+        .ok_or_else(|| invalid("is not a semantic version (like 1.2.3, v1.2 or 1.2.3-rc.1)"))?;
+    if !semver.build.is_empty() {
+        return Err(invalid("has build metadata (+…), which a tag cannot hold"));
+    }
+    let name = match variant {
+        Some(variant) => format!("{semver}-{variant}"),
+        None => semver.to_string(),
+    };
+    let tag = Tag::parse(&name).map_err(|_| invalid("makes a tag longer than 128 characters"))?;
+    Ok(Some((semver, tag)))
+}
+
+/// The additional tags, with `tag_prefix` put on each.
+fn additional_tags(sources: &Dir, params: &crate::source::OutParams) -> Result<Vec<Tag>> {
+    let tags = match &params.additional_tags {
+        Some(file) => read_tags(sources, file)?,
+        None => Vec::new(),
+    };
+    let Some(prefix) = params.tag_prefix.as_deref().filter(|p| !p.is_empty()) else {
+        return Ok(tags);
+    };
+    if tags.is_empty() {
+        return Err(Error::TagPrefixWithoutTags);
+    }
+    tags.iter()
+        .map(|t| {
+            let name = format!("{prefix}{t}");
+            Tag::parse(&name).map_err(|source| Error::PrefixedTag {
+                prefix: prefix.to_owned(),
+                tag: name.clone(),
+                source,
+            })
+        })
+        .collect()
+}
+
+/// The aliases a release `version` moves: `latest` (or the variant), `MAJOR` and
+/// `MAJOR.MINOR` (with `-<variant>`), each only when no release of the repository (of the
+/// same variant) is newer within that line. A pre-release moves none.
+async fn aliases(client: &Client, version: &Semver, variant: Option<&str>) -> Result<Vec<Tag>> {
+    if version.is_prerelease() {
+        tracing::info!("{version} is a pre-release: no aliases are moved");
+        return Ok(Vec::new());
+    }
+    let listed = match client.list_tags().await {
+        Ok(tags) => tags,
+        Err(e) if e.is_not_found() => Vec::new(),
+        Err(source) => {
+            return Err(Error::Aliases {
+                repository: client.repository().to_string(),
+                source,
+            })
+        }
+    };
+    let (mut latest, mut major, mut minor) = (true, true, true);
+    for remote in crate::semver::releases(&listed, variant) {
+        if remote.precedence(version) == std::cmp::Ordering::Greater {
+            latest = false;
+        }
+        if remote.major == version.major && remote.minor > version.minor {
+            major = false;
+        }
+        if remote.major == version.major && remote.minor == version.minor && remote.patch > version.patch {
+            minor = false;
+            major = false;
+        }
+    }
+    let suffix = variant.map(|v| format!("-{v}")).unwrap_or_default();
+    let names = [
+        (latest, variant.unwrap_or("latest").to_owned()),
+        (major, format!("{}{suffix}", version.major)),
+        (minor, format!("{}.{}{suffix}", version.major, version.minor)),
+    ];
+    tracing::info!(
+        "aliases of {version}{suffix}: {}",
+        names
+            .iter()
+            .map(|(moved, name)| format!(
+                "{name} {}",
+                if *moved {
+                    "moves"
+                } else {
+                    "stays (a newer release has it)"
+                }
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(names
+        .into_iter()
+        .filter(|(moved, _)| *moved)
+        .filter_map(|(_, name)| Tag::parse(&name).ok())
+        .collect())
+}
+
+/// Each tag once, in the order first given.
+fn dedupe(tags: &mut Vec<Tag>) {
+    let mut seen = std::collections::HashSet::new();
+    tags.retain(|t| seen.insert(t.to_string()));
 }
 
 /// The whitespace-separated tags of `file` (beneath `sources`), each validated.

@@ -474,6 +474,26 @@ impl Registry {
         })
     }
 
+    /// The digest `name:tag` names, or `None` when there is no such tag.
+    pub fn digest_of(&self, name: &str, tag: &str) -> Option<String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let p = Pusher::new(self, name).await;
+            let url = format!("{}/v2/{name}/manifests/{tag}", p.base);
+            let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+                application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+            let r = p.authorize(p.http.get(&url)).header("accept", accept).send().await.unwrap();
+            if r.status().as_u16() == 404 {
+                return None;
+            }
+            assert!(r.status().is_success(), "GET {url}: {}", r.status());
+            Some(super::image::sha256(&r.bytes().await.unwrap()))
+        })
+    }
+
     /// Deletes the manifest `digest` of `name`.
     pub fn delete(&self, name: &str, digest: &str) {
         let rt = tokio::runtime::Builder::new_current_thread()
