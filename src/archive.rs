@@ -379,9 +379,15 @@ pub fn read_image(src: &Dir, rel: &Path, tag: &str) -> Result<PushPlan, ArchiveE
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct LayoutIndex {
+    #[serde(default)]
+    media_type: Option<String>,
     manifests: Vec<Descriptor>,
 }
+
+/// The file of a layout `in` wrote for a single manifest, naming it.
+const SINGLE_IMAGE_DIGEST: &str = "single-image-digest";
 
 fn blob_name(digest: &Digest) -> String {
     let (algorithm, hex) = digest
@@ -393,27 +399,71 @@ fn blob_name(digest: &Digest) -> String {
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
-fn read_oci(files: &Files, tag: &str) -> Result<PushPlan, ArchiveError> {
-    let index: LayoutIndex = files.json("index.json")?;
-    let named = |d: &&Descriptor| {
-        d.annotations
-            .as_ref()
-            .and_then(|a| a.get(REF_NAME))
-            .is_some_and(|n| n == tag)
-    };
-    let root = match index.manifests.as_slice() {
-        [only] => only,
-        several => several
-            .iter()
-            .find(named)
-            .ok_or_else(|| ArchiveError::SeveralImages {
+/// What a layout's push is rooted at, chosen from `index.json`:
+/// - `single-image-digest` (as `in` writes it for one manifest): the image it names;
+/// - one entry: it (an image, or an index such as `BuildKit`'s, wrapped in `index.json`),
+///   unless it is a platform's image with no name, which is `in`'s copy of a one-platform
+///   index: then `index.json` itself;
+/// - several entries, each named (`org.opencontainers.image.ref.name`): the one named `tag`;
+/// - otherwise (an index of platforms, as `in` writes a multi-platform version, or a Docker
+///   manifest list): `index.json` itself, byte for byte, so its digest is kept.
+fn layout_root(files: &Files, tag: &str) -> Result<ManifestToPush, ArchiveError> {
+    let bytes = files.read_small("index.json")?;
+    let index: LayoutIndex = serde_json::from_slice(&bytes).map_err(|source| ArchiveError::Json {
+        path: files.root.clone(),
+        name: "index.json".to_owned(),
+        source,
+    })?;
+    if files.locate(SINGLE_IMAGE_DIGEST)?.is_some() {
+        let text = files.read_small(SINGLE_IMAGE_DIGEST)?;
+        let wanted = std::str::from_utf8(&text)
+            .ok()
+            .and_then(|t| t.trim().parse::<Digest>().ok());
+        let found = wanted.and_then(|w| index.manifests.iter().find(|d| d.digest == w));
+        return match found {
+            Some(d) => read_manifest(files, d),
+            None => Err(ArchiveError::Missing {
                 path: files.root.clone(),
-                count: several.len(),
-                what: "index.json",
-                tag: tag.to_owned(),
-            })?,
+                name: format!("entry in index.json for the digest {SINGLE_IMAGE_DIGEST} names"),
+            }),
+        };
+    }
+    let name = |d: &Descriptor| d.annotations.as_ref().and_then(|a| a.get(REF_NAME)).cloned();
+    let whole = || ManifestToPush {
+        digest: Digest::sha256(&bytes),
+        media_type: index.media_type.clone().unwrap_or_else(|| OCI_INDEX.to_owned()),
+        bytes: bytes.clone(),
     };
-    let root = read_manifest(files, root)?;
+    if index.media_type.as_deref() == Some(crate::manifest::DOCKER_MANIFEST_LIST) {
+        return Ok(whole());
+    }
+    match index.manifests.as_slice() {
+        [only] if only.platform.is_some() && name(only).is_none() && !is_index(&only.media_type) => {
+            Ok(whole())
+        }
+        [only] => read_manifest(files, only),
+        several if several.iter().all(|d| name(d).is_some()) => {
+            let root = several
+                .iter()
+                .find(|d| name(d).as_deref() == Some(tag))
+                .ok_or_else(|| ArchiveError::SeveralImages {
+                    path: files.root.clone(),
+                    count: several.len(),
+                    what: "index.json",
+                    tag: tag.to_owned(),
+                })?;
+            read_manifest(files, root)
+        }
+        _ => Ok(whole()),
+    }
+}
+
+fn is_index(media_type: &str) -> bool {
+    media_type == OCI_INDEX || media_type == crate::manifest::DOCKER_MANIFEST_LIST
+}
+
+fn read_oci(files: &Files, tag: &str) -> Result<PushPlan, ArchiveError> {
+    let root = layout_root(files, tag)?;
     let mut blobs = Vec::new();
     let mut children = Vec::new();
     let mut seen_blobs = std::collections::HashSet::new();

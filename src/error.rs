@@ -64,7 +64,7 @@ pub enum Error {
         source: crate::connect::RemoteError,
     },
     /// `params.format` is not one we write.
-    #[error("unknown format {format:?}: params.format must be \"rootfs\" or \"oci\"")]
+    #[error("unknown format {format:?}: params.format must be \"rootfs\", \"oci\" or \"oci-layout\"")]
     UnknownFormat {
         /// The format asked for.
         format: String,
@@ -98,6 +98,16 @@ pub enum Error {
         /// What is wrong with it.
         #[source]
         source: crate::manifest::ManifestError,
+    },
+    /// An index reaching more manifests, or nesting deeper, than a layout may hold.
+    #[error("{image} reaches more than {manifests} manifests or nests indexes more than {depth} deep")]
+    LayoutTooLarge {
+        /// `registry/repository@digest` of the version.
+        image: String,
+        /// The bound on manifests.
+        manifests: usize,
+        /// The bound on nesting.
+        depth: usize,
     },
     /// An index whose chosen child is itself an index.
     #[error("{image} is an index inside an index, which is not supported")]

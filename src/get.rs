@@ -8,12 +8,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::archive::{MAX_INDEX_DEPTH, MAX_MANIFESTS};
 use crate::connect::{connect, Remote};
 use crate::digest::{Digest, Hashing};
 use crate::error::{Error, LayerError, Result};
 use crate::fetch;
-use crate::manifest::{Descriptor, Document, ImageConfig, Manifest, Platform};
-use crate::metadata::{write_file, write_run_metadata, RunMetadata};
+use crate::layout::LayoutWriter;
+use crate::manifest::{Descriptor, Document, ImageConfig, Manifest, Platform, OCI_MANIFEST};
+use crate::metadata::{write_file, write_labels, write_run_metadata, RunMetadata};
 use crate::progress::{human, Bar, Board};
 use crate::reference::{describe, Repository, Target};
 use crate::registry::Scope;
@@ -37,6 +39,8 @@ pub enum Format {
     Rootfs,
     /// `image.tar`.
     Oci,
+    /// `oci/`, an OCI image layout of the whole version (every platform of an index).
+    OciLayout,
 }
 
 /// Runs `in` for `request` into `dest`.
@@ -49,6 +53,7 @@ pub async fn run(request: InRequest, dest: &Path, backoff: Backoff) -> Result<St
     let format = match request.params.format.as_deref() {
         None | Some("rootfs") => Format::Rootfs,
         Some("oci") => Format::Oci,
+        Some("oci-layout") => Format::OciLayout,
         Some(other) => {
             return Err(Error::UnknownFormat {
                 format: other.to_owned(),
@@ -61,70 +66,152 @@ pub async fn run(request: InRequest, dest: &Path, backoff: Backoff) -> Result<St
         Some(t) if !t.is_empty() => t.clone(),
         _ => source.tag()?.to_string(),
     };
-    // ECR decides the host of a repository that names none; the files name it, as
-    // upstream's do. Without a download, only `aws_account_id` can say it, offline.
-    let client = if request.params.skip_download {
-        None
-    } else {
-        Some(Arc::new(connect(source, Scope::Pull, backoff).await?))
-    };
-    let repository = ecr_name(source, client.as_deref());
     std::fs::create_dir_all(dest).map_err(|source| Error::Write {
         path: dest.to_owned(),
         source,
     })?;
     refuse_non_empty(dest)?;
+    let client = Arc::new(connect(source, Scope::Pull, backoff).await?);
+    // ECR decides the host of a repository that names none; the files name it, as
+    // upstream's do.
+    let repository = ecr_name(source, &client);
     let write = |name: &str, content: &[u8]| {
         write_file(dest, name, content).map_err(|source| Error::Write {
             path: dest.join(name),
             source,
         })
     };
+    let mut metadata = vec![
+        MetadataField {
+            name: "repository".into(),
+            value: repository.clone(),
+        },
+        MetadataField {
+            name: "tag".into(),
+            value: tag.clone(),
+        },
+    ];
+    let wants_image =
+        format != Format::OciLayout || source.label_regex.is_some() || source.annotation_regex.is_some();
+    let image = if request.params.skip_download && !wants_image {
+        // the manifest is fetched all the same: the version must exist
+        fetch_verified(&client, &version.digest).await?;
+        None
+    } else if wants_image || request.params.skip_download {
+        Some(Image::resolve(&client, &version.digest, &platform).await?)
+    } else {
+        None
+    };
+    if let Some(image) = &image {
+        metadata.extend(image_metadata(source, image)?);
+    }
     write("digest", version.digest.as_str().as_bytes())?;
     write("tag", tag.as_bytes())?;
     write("repository", repository.as_bytes())?;
     let response = StepResponse {
         version: version.clone(),
-        metadata: vec![
-            MetadataField {
-                name: "repository".into(),
-                value: repository.clone(),
-            },
-            MetadataField {
-                name: "tag".into(),
-                value: tag.clone(),
-            },
-        ],
+        metadata,
     };
-    let Some(client) = client else {
+    if request.params.skip_download {
         return Ok(response);
-    };
-    let image = Image::resolve(&client, &version.digest, &platform).await?;
+    }
     let draw = !source.debug;
-    match format {
-        Format::Rootfs => {
+    deliver(
+        &client,
+        format,
+        image.as_ref(),
+        &version.digest,
+        dest,
+        &repository,
+        &tag,
+        draw,
+    )
+    .await?;
+    Ok(response)
+}
+
+/// Writes the image in `format` into `dest`: `rootfs/` with `metadata.json` and
+/// `labels.json`, `image.tar` with `labels.json`, or `oci/`.
+#[allow(clippy::too_many_arguments)]
+async fn deliver(
+    client: &Arc<Remote>,
+    format: Format,
+    image: Option<&Image>,
+    digest: &Digest,
+    dest: &Path,
+    repository: &str,
+    tag: &str,
+    draw: bool,
+) -> Result<()> {
+    let written_error = |name: &str| {
+        let path = dest.join(name);
+        move |source| Error::Write { path, source }
+    };
+    match (format, image) {
+        (Format::Rootfs, Some(image)) => {
             let rootfs =
                 Arc::new(Rootfs::create(&dest.join("rootfs")).map_err(|e| Error::Rootfs(Box::new(e)))?);
             let _staging = StagingRemoved(rootfs.clone());
-            apply_layers(&client, &image, rootfs, draw).await?;
-            write_run_metadata(dest, &RunMetadata::from_config(&image.config)).map_err(|source| {
-                Error::Write {
-                    path: dest.join("metadata.json"),
-                    source,
-                }
-            })?;
+            apply_layers(client, image, rootfs, draw).await?;
+            write_run_metadata(dest, &RunMetadata::from_config(&image.config))
+                .map_err(written_error("metadata.json"))?;
+            write_labels(dest, &image.config.labels()).map_err(written_error("labels.json"))
         }
-        Format::Oci => {
+        (Format::Oci, Some(image)) => {
             let path = dest.join("image.tar");
             let repo_tag = format!("{repository}:{tag}");
-            let written = write_tarball(&client, &image, &path, &repo_tag, &tag, draw).await;
+            let written = write_tarball(client, image, &path, &repo_tag, tag, draw).await;
             if written.is_err() {
                 let _ = std::fs::remove_file(&path);
             }
             written?;
+            write_labels(dest, &image.config.labels()).map_err(written_error("labels.json"))
+        }
+        _ => {
+            let path = dest.join("oci");
+            let written = write_layout(client, digest, &path, tag, draw).await;
+            if written.is_err() {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+            written
         }
     }
-    Ok(response)
+}
+
+/// The metadata `label_regex` and `annotation_regex` ask for: matching config labels, then
+/// matching manifest annotations, each sorted by key.
+fn image_metadata(source: &Source, image: &Image) -> Result<Vec<MetadataField>> {
+    let mut fields = Vec::new();
+    let annotations = image.manifest.annotations.clone().unwrap_or_default();
+    for (field, pattern, values) in [
+        ("label_regex", &source.label_regex, image.config.labels()),
+        ("annotation_regex", &source.annotation_regex, annotations),
+    ] {
+        let Some(pattern) = pattern.as_deref().filter(|p| !p.is_empty()) else {
+            continue;
+        };
+        let regex = crate::source::compile_regex(field, pattern)?;
+        fields.extend(
+            values
+                .into_iter()
+                .filter(|(key, _)| regex.is_match(key))
+                .map(|(name, value)| MetadataField { name, value }),
+        );
+    }
+    Ok(fields)
+}
+
+/// The manifest `digest` names, fetched and verified (it must exist).
+async fn fetch_verified(client: &Remote, digest: &Digest) -> Result<Vec<u8>> {
+    let target = Target::Digest(digest.clone());
+    let (bytes, _) = client
+        .fetch_manifest(&target)
+        .await
+        .map_err(|source| Error::Fetch {
+            image: describe(client.repository(), &target),
+            source,
+        })?;
+    Ok(bytes)
 }
 
 /// `in` writes only into an empty directory (what Concourse gives it), so no file it writes
@@ -144,20 +231,13 @@ fn refuse_non_empty(dest: &Path) -> Result<()> {
 }
 
 /// `source.repository` as written, except that an ECR repository without a host gets the
-/// host ECR decided (or, offline, `aws_account_id`'s).
-fn ecr_name(source: &Source, remote: Option<&Remote>) -> String {
+/// host ECR decided.
+fn ecr_name(source: &Source, remote: &Remote) -> String {
     let written = &source.repository;
-    let Some(region) = source
-        .aws_region
-        .as_deref()
-        .filter(|_| !Repository::names_host(written))
-    else {
-        return written.clone();
-    };
-    match (remote, &source.aws_account_id) {
-        (Some(remote), _) => remote.repository().to_string(),
-        (None, Some(account)) => format!("{}/{written}", crate::auth::ecr::account_host(account, region)),
-        (None, None) => written.clone(),
+    if source.aws_region.is_some() && !Repository::names_host(written) {
+        remote.repository().to_string()
+    } else {
+        written.clone()
     }
 }
 
@@ -485,4 +565,113 @@ async fn write_tarball(
     out.into_inner()
         .map(drop)
         .map_err(|e| write_error(e.into_error()))
+}
+
+/// Writes the `oci/` layout of the version `digest`: every manifest it reaches (each
+/// platform of an index, nested indexes, attestations), fetched by digest and verified,
+/// then every config and layer, streamed through verification into its blob file.
+async fn write_layout(
+    client: &Arc<Remote>,
+    digest: &Digest,
+    path: &Path,
+    tag: &str,
+    draw: bool,
+) -> Result<()> {
+    let write_error = |source| Error::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let layout = Arc::new(LayoutWriter::create(path).map_err(write_error)?);
+    let root = fetch_verified(client, digest).await?;
+    let parse = |bytes: &[u8], digest: &Digest| {
+        Document::parse(bytes).map_err(|source| Error::Manifest {
+            image: describe(client.repository(), &Target::Digest(digest.clone())),
+            source,
+        })
+    };
+    let mut blobs: Vec<Descriptor> = Vec::new();
+    let mut seen = std::collections::HashSet::from([digest.clone()]);
+    let add_image =
+        |m: &Manifest, blobs: &mut Vec<Descriptor>, seen: &mut std::collections::HashSet<Digest>| {
+            for d in std::iter::once(&m.config).chain(&m.layers) {
+                if seen.insert(d.digest.clone()) {
+                    blobs.push(d.clone());
+                }
+            }
+        };
+    let single = match parse(&root, digest)? {
+        Document::Manifest(m) => {
+            add_image(&m, &mut blobs, &mut seen);
+            Some(Descriptor {
+                media_type: m.media_type.clone().unwrap_or_else(|| OCI_MANIFEST.to_owned()),
+                digest: digest.clone(),
+                size: root.len() as u64,
+                platform: None,
+                annotations: None,
+            })
+        }
+        Document::Index(index) => {
+            let mut pending: Vec<(Descriptor, usize)> = index.manifests.into_iter().map(|d| (d, 1)).collect();
+            let mut manifests = 1;
+            while let Some((child, depth)) = pending.pop() {
+                if !seen.insert(child.digest.clone()) {
+                    continue;
+                }
+                manifests += 1;
+                if manifests > MAX_MANIFESTS || depth > MAX_INDEX_DEPTH {
+                    return Err(Error::LayoutTooLarge {
+                        image: describe(client.repository(), &Target::Digest(digest.clone())),
+                        manifests: MAX_MANIFESTS,
+                        depth: MAX_INDEX_DEPTH,
+                    });
+                }
+                let bytes = fetch_verified(client, &child.digest).await?;
+                match parse(&bytes, &child.digest)? {
+                    Document::Manifest(m) => add_image(&m, &mut blobs, &mut seen),
+                    Document::Index(inner) => {
+                        pending.extend(inner.manifests.into_iter().map(|d| (d, depth + 1)));
+                    }
+                }
+                layout.add_blob(&child.digest, &bytes[..]).map_err(write_error)?;
+            }
+            None
+        }
+    };
+    layout.add_blob(digest, &root[..]).map_err(write_error)?;
+    let bars = layer_bars(&blobs, draw);
+    let count = blobs.len();
+    let mut ahead = Ahead::new(count);
+    for (i, blob) in blobs.iter().enumerate() {
+        let (mut reader, download) =
+            ahead.take(|n| fetch::download(client, &blobs[n], bars[n].clone(), false));
+        let (blob_digest, size, layout) = (blob.digest.clone(), blob.size, layout.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            let mut hashing = Hashing::new(&mut reader, size, blob_digest.algorithm());
+            layout
+                .add_blob(&blob_digest, &mut hashing)
+                .map_err(LayerError::Read)?;
+            hashing.verify(&blob_digest).map_err(LayerError::Verify)
+        })
+        .await
+        .map_err(|e| LayerError::Read(std::io::Error::other(e)))
+        .and_then(|r| r);
+        let failed = |source| Error::Layer {
+            image: describe(client.repository(), &Target::Digest(digest.clone())),
+            index: i + 1,
+            count,
+            digest: blob.digest.clone(),
+            source: Box::new(source),
+        };
+        download
+            .await
+            .map_err(|e| failed(LayerError::Read(std::io::Error::other(e))))?
+            .map_err(failed)?;
+        written.map_err(failed)?;
+        bars[i].finish(blob.size, &human(blob.size));
+    }
+    match single {
+        Some(manifest) => layout.finish_single(&manifest, tag),
+        None => layout.finish_index(&root),
+    }
+    .map_err(write_error)
 }

@@ -15,7 +15,8 @@
 //!
 //!  formats (readers and writers, never a client):
 //!    fetch: HTTP body + sha256 ─▶ compression ─▶ tar ─▶ rootfs    (one layer streamed,
-//!    tarball (image.tar for `in`), archive (image files for `out`)  the next in flight)
+//!    tarball (image.tar for `in`), layout (oci/ for `in`),          the next in flight)
+//!    archive (image files for `out`)
 //!
 //!  pure types: source, reference, digest, manifest, credentials, secret, semver
 //! ```
@@ -53,6 +54,7 @@ pub mod fetch;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod get;
+pub mod layout;
 pub mod manifest;
 pub mod metadata;
 pub mod notary;

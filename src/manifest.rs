@@ -119,6 +119,9 @@ pub struct Manifest {
     pub config: Descriptor,
     /// Layers, base first.
     pub layers: Vec<Descriptor>,
+    /// Annotations.
+    #[serde(default)]
+    pub annotations: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// An image index or Docker manifest list.

@@ -64,3 +64,11 @@ pub fn write_run_metadata(dir: &Path, metadata: &RunMetadata) -> io::Result<()> 
     json.push(b'\n');
     write_file(dir, "metadata.json", &json)
 }
+
+/// Writes `labels.json`: the config's labels as one JSON object, keys sorted, `{}` when
+/// there are none.
+pub fn write_labels(dir: &Path, labels: &std::collections::BTreeMap<String, String>) -> io::Result<()> {
+    let mut bytes = serde_json::to_vec(labels)?;
+    bytes.push(b'\n');
+    write_file(dir, "labels.json", &bytes)
+}

@@ -385,35 +385,3 @@ fn failures_name_the_step_and_its_cause() {
     let line = out.error_line();
     assert!(line.contains("401") && line.contains(&other.host), "{line}");
 }
-
-#[test]
-fn skip_download_names_the_account_registry_without_any_call() {
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", l.local_addr().unwrap())
-    };
-    let work = tempfile::tempdir().unwrap();
-    let digest = support::image::sha256(b"anything");
-    let request = json!({
-        "source": {"repository": "team/app", "aws_region": "eu-west-1", "aws_account_id": "210987654321"},
-        "version": {"digest": digest},
-        "params": {"skip_download": true},
-    });
-    let out = bin::run_with_env(
-        "in",
-        &request.to_string(),
-        &[work.path().to_str().unwrap()],
-        Duration::from_secs(60),
-        &[("AWS_ENDPOINT_URL", &closed)],
-    );
-    let response = out.one_json_line("in");
-    let name = "210987654321.dkr.ecr.eu-west-1.amazonaws.com/team/app";
-    assert_eq!(
-        std::fs::read_to_string(work.path().join("repository")).unwrap(),
-        name
-    );
-    assert_eq!(
-        response["metadata"][0],
-        json!({"name": "repository", "value": name})
-    );
-}

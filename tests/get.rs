@@ -230,7 +230,14 @@ fn layers_read_while_a_lower_one_is_written_unpack_as_umoci_does() {
     left.sort();
     assert_eq!(
         left,
-        ["digest", "metadata.json", "repository", "rootfs", "tag"],
+        [
+            "digest",
+            "labels.json",
+            "metadata.json",
+            "repository",
+            "rootfs",
+            "tag"
+        ],
         "the staging directory is gone"
     );
     let diffs = differences_in(&reg, "ahead", &dest.join("rootfs"), &digest, work.path());
@@ -657,28 +664,6 @@ fn version_files_metadata_json_and_response() {
     );
     assert_eq!(ok(&out)["metadata"][1]["value"], "v9");
     assert_eq!(std::fs::read_to_string(work.path().join("tag")).unwrap(), "v9");
-}
-
-#[test]
-fn skip_download_writes_only_the_version_files_without_the_network() {
-    let work = tempfile::tempdir().unwrap();
-    let digest = image::sha256(b"anything");
-    let out = bin::run(
-        "in",
-        &json!({"source": {"repository": "127.0.0.1:9/nothing-listens"}, "version": {"digest": digest}, "params": {"skip_download": true}}),
-        &[work.path().to_str().unwrap()],
-    );
-    ok(&out);
-    let mut names: Vec<String> = std::fs::read_dir(work.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["digest", "repository", "tag"]);
-    assert_eq!(
-        std::fs::read_to_string(work.path().join("tag")).unwrap(),
-        "latest"
-    );
 }
 
 #[test]

@@ -29,7 +29,7 @@ const FLOORS: &[(&str, &[&str])] = &[
         &["alloc", "compression", "confine", "progress", "retry"],
     ),
     // formats take readers and writers, never a client
-    ("formats", &["archive", "metadata", "rootfs", "tarball"]),
+    ("formats", &["archive", "layout", "metadata", "rootfs", "tarball"]),
     ("transport", &["transport"]),
     ("registry and notary clients", &["notary", "registry"]),
     ("connection seam", &["auth", "connect"]),
