@@ -140,7 +140,7 @@ pub struct Source {
     #[serde(default)]
     pub aws_ecr_registry_id: Option<String>,
     /// Debug logs instead of progress bars.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub debug: bool,
     /// A pull-through mirror for Docker Hub repositories.
     #[serde(default)]
@@ -149,10 +149,10 @@ pub struct Source {
     #[serde(default)]
     pub content_trust: Option<ContentTrust>,
     /// Extra PEM CA certificates to trust for the registry's TLS.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub ca_certs: Vec<String>,
     /// Allow plain HTTP to this registry.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub insecure: bool,
     /// Which image of a multi-platform index `in` fetches.
     #[serde(default)]
@@ -434,7 +434,7 @@ pub struct InParams {
     #[serde(default)]
     pub format: Option<String>,
     /// Write only the version files; fetch no layers.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub skip_download: bool,
     /// Overrides `source.platform` (replaces it whole).
     #[serde(default)]
@@ -485,7 +485,7 @@ pub struct OutParams {
     pub version: Option<String>,
     /// With `version`: also move `MAJOR.MINOR`, `MAJOR` and `latest` (or the variant
     /// forms), each when this version is the newest of its line.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub bump_aliases: bool,
     /// Prefix for every additional tag.
     #[serde(default)]
@@ -857,6 +857,13 @@ fn check_pair(has_first: bool, has_second: bool, first: &'static str, second: &'
     }
 }
 
+/// `null` as the type's default, as Go's decoder takes it (YAML's `debug:` with no value).
+fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
+    deserializer: D,
+) -> std::result::Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
 /// `tag` may be a JSON string or number; a number keeps its literal text (`1.10` stays
 /// `"1.10"`, which is why `serde_json`'s `arbitrary_precision` is on).
 fn deserialize_tag<'de, D: Deserializer<'de>>(
@@ -905,6 +912,12 @@ mod tests {
             source(r#"{"repository":"a","tag":""}"#).tag().unwrap().as_str(),
             "latest"
         );
+    }
+
+    #[test]
+    fn null_means_the_default() {
+        let s = source(r#"{"repository":"a","debug":null,"insecure":null,"ca_certs":null,"variant":null}"#);
+        assert!(!s.debug && !s.insecure && s.ca_certs.is_empty() && s.variant.is_none());
     }
 
     #[test]
