@@ -318,3 +318,36 @@ fn a_mirror_that_breaks_off_mid_blob_is_resumed_from_the_origin() {
         "the mirror was retried first"
     );
 }
+
+/// Upstream's "uses mirror and ignores failing repository": in semver mode the tags and
+/// their digests come from the mirror, and Docker Hub (here: nothing listening) is never
+/// needed. A mirror listing no tags is not believed: the origin is asked.
+#[test]
+fn semver_tags_come_from_the_mirror_first() {
+    let mirror = Registry::plain();
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let mut expected = Vec::new();
+    for tag in ["1.0.0", "1.2.1", "2.0.0"] {
+        let digest = mirror.push("library/test-image", tag, &image(tag));
+        expected.push(json!({"tag": tag, "digest": digest}));
+    }
+    let src =
+        json!({"repository": "test-image", "registry_mirror": {"host": mirror.host}, "pre_releases": false});
+    let out = run("check", &json!({"source": src}), &[], &closed);
+    assert_eq!(out.one_json_line("check"), json!(expected), "{}", out.stderr);
+
+    let hub = Registry::plain();
+    let from_hub = hub.push("library/other", "3.0.0", &image("hub"));
+    let src = json!({"repository": "other", "registry_mirror": {"host": mirror.host}, "pre_releases": false});
+    let out = run("check", &json!({"source": src}), &[], &hub.host);
+    assert_eq!(
+        out.one_json_line("check"),
+        json!([{"tag": "3.0.0", "digest": from_hub}]),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("tag list from mirror"), "{}", out.stderr);
+}

@@ -650,3 +650,34 @@ fn a_missing_repository_has_no_versions() {
     let out = check(&json!({"source": {"repository": reg.repo("never"), "tag_regex": "."}}));
     assert_eq!(versions(&out), vec![]);
 }
+
+/// Upstream's "HEAD with GET fallback": a registry whose HEAD gives no digest (a fake
+/// server: real registries always send one) gets a GET, whose body is hashed.
+#[test]
+fn head_without_a_digest_falls_back_to_get() {
+    use support::fake::{FakeServer, Reply};
+    let body: &'static [u8] = br#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0},"layers":[]}"#;
+    let server = FakeServer::start(move |req, _| match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/v2/") => Reply::status(200),
+        ("GET", "/v2/app/tags/list?n=1000") => Reply::status(200)
+            .with_header("Content-Type", "application/json")
+            .with_body(br#"{"name":"app","tags":["non-semver-tag","1.0.0"]}"#),
+        ("HEAD", "/v2/app/manifests/1.0.0") => Reply::status(200).with_header("Content-Type", OCI_MANIFEST),
+        ("GET", "/v2/app/manifests/1.0.0") => Reply::status(200)
+            .with_header("Content-Type", OCI_MANIFEST)
+            .with_body(body),
+        _ => Reply::status(404),
+    });
+    let out =
+        check(&json!({"source": {"repository": format!("{}/app", server.host), "pre_releases": false}}));
+    assert_eq!(
+        versions(&out),
+        vec![("1.0.0".to_owned(), support::image::sha256(body))]
+    );
+    assert_eq!(server.count("GET", "/v2/app/manifests/1.0.0"), 1);
+    assert_eq!(
+        server.count("HEAD", "/v2/app/manifests/non-semver-tag"),
+        0,
+        "no request for a word"
+    );
+}
