@@ -416,15 +416,21 @@ fn layout_root(files: &Files, tag: &str) -> Result<ManifestToPush, ArchiveError>
     })?;
     if files.locate(SINGLE_IMAGE_DIGEST)?.is_some() {
         let text = files.read_small(SINGLE_IMAGE_DIGEST)?;
-        let wanted = std::str::from_utf8(&text)
-            .ok()
-            .and_then(|t| t.trim().parse::<Digest>().ok());
-        let found = wanted.and_then(|w| index.manifests.iter().find(|d| d.digest == w));
-        return match found {
+        let text = String::from_utf8_lossy(&text);
+        let Ok(wanted) = text.trim().parse::<Digest>() else {
+            return Err(ArchiveError::Missing {
+                path: files.root.clone(),
+                name: format!(
+                    "digest in {SINGLE_IMAGE_DIGEST} (it holds {:?})",
+                    text.chars().take(80).collect::<String>()
+                ),
+            });
+        };
+        return match index.manifests.iter().find(|d| d.digest == wanted) {
             Some(d) => read_manifest(files, d),
             None => Err(ArchiveError::Missing {
                 path: files.root.clone(),
-                name: format!("entry in index.json for the digest {SINGLE_IMAGE_DIGEST} names"),
+                name: format!("entry in index.json for {wanted}, which {SINGLE_IMAGE_DIGEST} names"),
             }),
         };
     }

@@ -100,14 +100,12 @@ pub enum Error {
         source: crate::manifest::ManifestError,
     },
     /// An index reaching more manifests, or nesting deeper, than a layout may hold.
-    #[error("{image} reaches more than {manifests} manifests or nests indexes more than {depth} deep")]
+    #[error("{image} {what}, more than an oci-layout is written for")]
     LayoutTooLarge {
         /// `registry/repository@digest` of the version.
         image: String,
-        /// The bound on manifests.
-        manifests: usize,
-        /// The bound on nesting.
-        depth: usize,
+        /// Which bound it passes.
+        what: String,
     },
     /// An index whose chosen child is itself an index.
     #[error("{image} is an index inside an index, which is not supported")]
@@ -195,6 +193,17 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The tag a version makes is not a valid tag.
+    #[error("params.version {version:?} makes the tag {tag:?}, which is not a valid tag")]
+    VersionTag {
+        /// The version given.
+        version: String,
+        /// The tag it made.
+        tag: String,
+        /// What is wrong with it.
+        #[source]
+        source: ReferenceError,
+    },
     /// A prefixed additional tag is not a valid tag.
     #[error("params.tag_prefix {prefix:?} makes {tag:?}, which is not a valid tag")]
     PrefixedTag {
@@ -210,7 +219,7 @@ pub enum Error {
     #[error("params.tag_prefix is set but there are no additional tags to prefix: it applies only to the tags of params.additional_tags")]
     TagPrefixWithoutTags,
     /// No tag to push.
-    #[error("nothing to push: source.variant is set and source.tag is not, so give params.version (pushed as <version>-{variant}) or source.tag")]
+    #[error("nothing to push: source.variant is set, so `latest` is not implied; give params.version (pushed as <version>-{variant}) or params.additional_tags")]
     NothingToPush {
         /// The source's variant.
         variant: String,

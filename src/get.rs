@@ -91,15 +91,19 @@ pub async fn run(request: InRequest, dest: &Path, backoff: Backoff) -> Result<St
             value: tag.clone(),
         },
     ];
-    let wants_image =
-        format != Format::OciLayout || source.label_regex.is_some() || source.annotation_regex.is_some();
-    let image = if request.params.skip_download && !wants_image {
-        // the manifest is fetched all the same: the version must exist
-        fetch_verified(&client, &version.digest).await?;
-        None
-    } else if wants_image || request.params.skip_download {
+    // the platform's image and config are needed for a rootfs or image.tar, and for the
+    // regexes' metadata; otherwise (skip_download, oci-layout) only the version's manifest
+    let regexes = [&source.label_regex, &source.annotation_regex]
+        .iter()
+        .any(|r| r.as_deref().is_some_and(|r| !r.is_empty()));
+    let wants_image = regexes || (!request.params.skip_download && format != Format::OciLayout);
+    let image = if wants_image {
         Some(Image::resolve(&client, &version.digest, &platform).await?)
     } else {
+        if request.params.skip_download {
+            // the version must exist, as upstream checks
+            fetch_verified(&client, &version.digest).await?;
+        }
         None
     };
     if let Some(image) = &image {
@@ -621,8 +625,11 @@ async fn write_layout(
                 if manifests > MAX_MANIFESTS || depth > MAX_INDEX_DEPTH {
                     return Err(Error::LayoutTooLarge {
                         image: describe(client.repository(), &Target::Digest(digest.clone())),
-                        manifests: MAX_MANIFESTS,
-                        depth: MAX_INDEX_DEPTH,
+                        what: if depth > MAX_INDEX_DEPTH {
+                            format!("nests indexes more than {MAX_INDEX_DEPTH} deep")
+                        } else {
+                            format!("reaches more than {MAX_MANIFESTS} manifests")
+                        },
                     });
                 }
                 let bytes = fetch_verified(client, &child.digest).await?;
@@ -638,7 +645,24 @@ async fn write_layout(
         }
     };
     layout.add_blob(digest, &root[..]).map_err(write_error)?;
-    let bars = layer_bars(&blobs, draw);
+    layout_blobs(client, &layout, &blobs, digest, draw).await?;
+    match single {
+        Some(manifest) => layout.finish_single(&manifest, tag),
+        None => layout.finish_index(&root),
+    }
+    .map_err(write_error)
+}
+
+/// Streams each blob into the layout through verification, the next downloading while one
+/// is written.
+async fn layout_blobs(
+    client: &Arc<Remote>,
+    layout: &Arc<LayoutWriter>,
+    blobs: &[Descriptor],
+    digest: &Digest,
+    draw: bool,
+) -> Result<()> {
+    let bars = layer_bars(blobs, draw);
     let count = blobs.len();
     let mut ahead = Ahead::new(count);
     for (i, blob) in blobs.iter().enumerate() {
@@ -669,9 +693,5 @@ async fn write_layout(
         written.map_err(failed)?;
         bars[i].finish(blob.size, &human(blob.size));
     }
-    match single {
-        Some(manifest) => layout.finish_single(&manifest, tag),
-        None => layout.finish_index(&root),
-    }
-    .map_err(write_error)
+    Ok(())
 }

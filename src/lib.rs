@@ -18,7 +18,7 @@
 //!    tarball (image.tar for `in`), layout (oci/ for `in`),          the next in flight)
 //!    archive (image files for `out`)
 //!
-//!  pure types: source, reference, digest, manifest, credentials, secret, semver
+//!  pure types: source, reference, digest, manifest, credentials, secret, semver, time
 //! ```
 //!
 //! Imports point one way, down this picture: steps → step support (`cli`, `error`,
@@ -68,6 +68,7 @@ pub mod secret;
 pub mod semver;
 pub mod source;
 pub mod tarball;
+pub mod time;
 pub mod transport;
 
 pub use error::{Error, Result};

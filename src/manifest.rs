@@ -237,70 +237,6 @@ impl ImageConfig {
     }
 }
 
-/// An RFC 3339 time (`2024-01-04T05:00:00Z`, `2024-01-04T05:00:00.5+01:00`) as
-/// nanoseconds since the epoch; `None` when it is not one.
-#[must_use]
-pub fn rfc3339_nanos(text: &str) -> Option<i128> {
-    let b = text.as_bytes();
-    let num = |from: usize, len: usize| -> Option<i64> {
-        let part = text.get(from..from + len)?;
-        part.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| part.parse().ok())?
-    };
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
-    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let mut at = 19;
-    let mut nanos: i128 = 0;
-    if b.get(at) == Some(&b'.') {
-        let digits = b[at + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
-        if digits == 0 {
-            return None;
-        }
-        let fraction = &text[at + 1..at + 1 + digits.min(9)];
-        nanos =
-            i128::from(fraction.parse::<i64>().ok()?) * 10i128.pow(9 - u32::try_from(fraction.len()).ok()?);
-        at += 1 + digits;
-    }
-    let offset = match &text[at..] {
-        "Z" | "z" => 0,
-        zone if zone.len() == 6
-            && matches!(zone.as_bytes()[0], b'+' | b'-')
-            && zone.as_bytes()[3] == b':' =>
-        {
-            let minutes = num(at + 1, 2)? * 60 + num(at + 4, 2)?;
-            if zone.starts_with('-') {
-                -minutes
-            } else {
-                minutes
-            }
-        }
-        _ => return None,
-    };
-    // days from the civil date (Howard Hinnant's algorithm)
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset * 60;
-    Some(i128::from(seconds) * 1_000_000_000 + nanos)
-}
-
 /// `config` of an image config.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -317,9 +253,27 @@ pub struct RuntimeConfig {
     /// Entrypoint.
     #[serde(default)]
     pub entrypoint: Option<Vec<String>>,
-    /// Labels.
-    #[serde(default)]
+    /// Labels (read leniently: a value that is not a string is left out, a `null` is
+    /// empty, as Go reads it; anything but an object is no labels).
+    #[serde(default, deserialize_with = "lenient_labels")]
     pub labels: Option<std::collections::BTreeMap<String, String>>,
+}
+
+fn lenient_labels<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<std::collections::BTreeMap<String, String>>, D::Error> {
+    let serde_json::Value::Object(map) = serde_json::Value::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        map.into_iter()
+            .filter_map(|(k, v)| match v {
+                serde_json::Value::String(s) => Some((k, s)),
+                serde_json::Value::Null => Some((k, String::new())),
+                _ => None,
+            })
+            .collect(),
+    ))
 }
 
 #[cfg(test)]
@@ -384,27 +338,18 @@ mod tests {
     }
 
     #[test]
-    fn times_parse_as_rfc3339() {
-        assert_eq!(rfc3339_nanos("1970-01-01T00:00:00Z"), Some(0));
+    fn labels_are_read_leniently() {
+        let config: ImageConfig =
+            serde_json::from_str(r#"{"config":{"Labels":{"a":"1","b":null,"c":2}}}"#).unwrap();
         assert_eq!(
-            rfc3339_nanos("2024-01-04T05:00:00Z"),
-            Some(1_704_344_400 * 1_000_000_000)
+            config.labels(),
+            std::collections::BTreeMap::from([
+                ("a".to_owned(), "1".to_owned()),
+                ("b".to_owned(), String::new())
+            ])
         );
-        assert_eq!(
-            rfc3339_nanos("2024-01-04T06:00:00.25+01:00"),
-            Some(1_704_344_400 * 1_000_000_000 + 250_000_000)
-        );
-        assert_eq!(rfc3339_nanos("1969-12-31T23:59:59.999999999999Z"), Some(-1));
-        for bad in [
-            "",
-            "2024-01-04",
-            "2024-13-01T00:00:00Z",
-            "2024-01-04T05:00:00",
-            "2024-01-04T05:00:00.Z",
-            "x024-01-04T05:00:00Z",
-        ] {
-            assert_eq!(rfc3339_nanos(bad), None, "{bad}");
-        }
+        let config: ImageConfig = serde_json::from_str(r#"{"config":{"Labels":[1]}}"#).unwrap();
+        assert!(config.labels().is_empty());
     }
 
     #[test]

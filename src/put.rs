@@ -51,12 +51,14 @@ pub async fn run(request: OutRequest, src: &Path, backoff: Backoff) -> Result<St
         (Some(tag), _) if !tag.is_empty() => tags.push(source.tag()?),
         // a version push moves `latest` only through bump_aliases
         (_, Some(_)) => {}
+        // with a variant, `latest` is not this source's: only what is asked for is pushed
         _ => match source.variant() {
-            Some(variant) => {
+            Some(variant) if additional.is_empty() => {
                 return Err(Error::NothingToPush {
                     variant: variant.to_owned(),
                 })
             }
+            Some(_) => {}
             None => tags.push(source.tag()?),
         },
     }
@@ -259,7 +261,11 @@ fn pushed_version(version: Option<&str>, variant: Option<&str>) -> Result<Option
         Some(variant) => format!("{semver}-{variant}"),
         None => semver.to_string(),
     };
-    let tag = Tag::parse(&name).map_err(|_| invalid("makes a tag longer than 128 characters"))?;
+    let tag = Tag::parse(&name).map_err(|source| Error::VersionTag {
+        version: text.to_owned(),
+        tag: name.clone(),
+        source,
+    })?;
     Ok(Some((semver, tag)))
 }
 

@@ -255,28 +255,34 @@ enum Op {
     Caret,
 }
 
-/// The version of one comparison and how many of its parts were spelled out: `1.x` and
-/// `1` spell one (minor and patch are wild), `1.2` and `1.2.x` two, `*` none.
+/// Which parts of a comparison's version are wildcards, as Masterminds reads them: `*`
+/// (or a wild major, `x.2.3`) leaves the version `0.0.0` with everything wild but counted
+/// as neither minor nor patch; `1`, `1.x` (and `1.x.2`) have a wild minor; `1.2` and
+/// `1.2.x` a wild patch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wild {
+    None,
+    All,
+    Minor,
+    Patch,
+}
+
+/// The version of one comparison and its wildcards.
 #[derive(Debug, Clone)]
 struct Bound {
     version: Version,
-    spelled: u8,
+    wild: Wild,
 }
 
 impl Bound {
-    /// Something is wild.
-    fn wild(&self) -> bool {
-        self.spelled < 3
-    }
-    /// Everything is: `*`.
-    fn star(&self) -> bool {
-        self.spelled == 0
+    fn dirty(&self) -> bool {
+        self.wild != Wild::None
     }
     fn minor_wild(&self) -> bool {
-        self.spelled < 2
+        self.wild == Wild::Minor
     }
     fn patch_wild(&self) -> bool {
-        self.spelled == 2
+        self.wild == Wild::Patch
     }
 }
 
@@ -405,66 +411,90 @@ fn is_wild(part: &str) -> bool {
     matches!(part, "x" | "X" | "*")
 }
 
-/// `1`, `1.2`, `1.x`, `1.2.*`, `v1.2.3-rc.1`, `*`.
+/// `1`, `1.2`, `1.x`, `1.2.*`, `v1.2.3-rc.1`, `*`. Build metadata is dropped, as
+/// Masterminds drops it.
 fn parse_bound(text: &str) -> Option<Bound> {
     let rest = text.strip_prefix('v').unwrap_or(text);
-    let numbers_end = rest.find(['-', '+']).unwrap_or(rest.len());
-    let (numbers, suffix) = rest.split_at(numbers_end);
-    let parts: Vec<&str> = numbers.split('.').collect();
-    if parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
-        return None;
-    }
-    let wild_at = parts.iter().position(|p| is_wild(p)).unwrap_or(parts.len());
-    if parts[wild_at..].iter().any(|p| !is_wild(p)) {
-        return None;
-    }
-    let known: Vec<&str> = parts[..wild_at].to_vec();
-    let text = match known.len() {
-        0 => format!("0.0.0{suffix}"),
-        1 => format!("{}.0.0{suffix}", known[0]),
-        2 => format!("{}.{}.0{suffix}", known[0], known[1]),
-        _ => format!("{}.{}.{}{suffix}", known[0], known[1], known[2]),
+    let (rest, build) = match rest.split_once('+') {
+        Some((rest, build)) => (rest, Some(build)),
+        None => (rest, None),
     };
-    let version = Version::parse(&text)?;
+    if build.is_some_and(|b| !valid_identifiers(b, false)) {
+        return None;
+    }
+    let (numbers, pre) = match rest.split_once('-') {
+        Some((numbers, pre)) => (numbers, format!("-{pre}")),
+        None => (rest, String::new()),
+    };
+    let parts: Vec<&str> = numbers.split('.').collect();
+    let number_or_wild = |p: &&str| is_wild(p) || (!p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if parts.len() > 3 || !parts.iter().all(number_or_wild) {
+        return None;
+    }
+    let part = |i: usize| parts.get(i).copied().filter(|p| !is_wild(p));
+    let (text, wild) = match (part(0), part(1), part(2)) {
+        (None, _, _) => (format!("0.0.0{pre}"), Wild::All),
+        (Some(major), None, _) => (format!("{major}.0.0{pre}"), Wild::Minor),
+        (Some(major), Some(minor), None) => (format!("{major}.{minor}.0{pre}"), Wild::Patch),
+        (Some(major), Some(minor), Some(patch)) => (format!("{major}.{minor}.{patch}{pre}"), Wild::None),
+    };
     Some(Bound {
-        version,
-        spelled: u8::try_from(known.len()).ok()?,
+        version: Version::parse(&text)?,
+        wild,
     })
 }
 
 impl Comparison {
+    /// Masterminds' operators, pre-releases aside (the group decides those).
     fn holds(&self, v: &Version) -> bool {
         let b = &self.bound;
         let c = &b.version;
         let order = v.precedence(c);
         match self.op {
-            Op::Equal if b.wild() => tilde(v, b),
+            Op::Equal if b.dirty() => tilde(v, b),
             Op::Equal => order == Ordering::Equal,
-            Op::NotEqual if b.wild() => {
-                // outside the wildcard's range
-                v.major != c.major
-                    || (!b.minor_wild() && v.minor != c.minor)
-                    || (b.patch_wild() && !v.pre.is_empty() && compare_pre(&v.pre, &c.pre) != Ordering::Equal)
-                    || (!b.minor_wild() && !b.patch_wild() && v.patch != c.patch)
-            }
-            Op::NotEqual => order != Ordering::Equal,
-            Op::Greater if !b.wild() => order == Ordering::Greater,
+            Op::NotEqual => not_equal(v, b),
+            Op::Greater if !b.dirty() => order == Ordering::Greater,
             // `> 1.x` means 2 or more; `> 1.2` means 1.3 or more
-            Op::Greater => {
-                v.major > c.major
-                    || (v.major == c.major && !b.minor_wild() && b.patch_wild() && v.minor > c.minor)
-            }
+            Op::Greater => match v.major.cmp(&c.major) {
+                Ordering::Greater => true,
+                Ordering::Less => false,
+                Ordering::Equal if b.minor_wild() => false,
+                Ordering::Equal if b.patch_wild() => v.minor > c.minor,
+                Ordering::Equal => order == Ordering::Greater,
+            },
             Op::Less => order == Ordering::Less,
             Op::GreaterEqual => order != Ordering::Less,
-            Op::LessEqual if !b.wild() => order != Ordering::Greater,
+            Op::LessEqual if !b.dirty() => order != Ordering::Greater,
             // `<= 1.2` takes in all of 1.2.x; `<= 1` all of 1.x
             Op::LessEqual => {
-                v.major < c.major || (v.major == c.major && (b.minor_wild() || v.minor <= c.minor))
+                !(v.major > c.major || (v.major == c.major && v.minor > c.minor && !b.minor_wild()))
             }
             Op::Tilde => tilde(v, b),
             Op::Caret => caret(v, b),
         }
     }
+}
+
+/// `!= 1.2.3`; `!= 1.2` excludes all of 1.2.x, `!= 1` all of 1.x.
+fn not_equal(v: &Version, b: &Bound) -> bool {
+    let c = &b.version;
+    if b.dirty() {
+        if c.major != v.major || (c.minor != v.minor && !b.minor_wild()) {
+            return true;
+        }
+        if b.minor_wild() {
+            return false;
+        }
+        if c.patch != v.patch && !b.patch_wild() {
+            return true;
+        }
+        if b.patch_wild() {
+            return (!v.pre.is_empty() || !c.pre.is_empty())
+                && compare_pre(&v.pre, &c.pre) != Ordering::Equal;
+        }
+    }
+    v.precedence(c) != Ordering::Equal
 }
 
 /// `~1.2.3`: at least 1.2.3, below 1.3.0; `~1`: below 2.0.0; `~0.0.0` and `~*`: anything.
@@ -473,20 +503,18 @@ fn tilde(v: &Version, b: &Bound) -> bool {
     if v.precedence(c) == Ordering::Less {
         return false;
     }
-    if b.star() || (c.core() == (0, 0, 0) && !b.wild()) {
+    if c.core() == (0, 0, 0) && !b.minor_wild() && !b.patch_wild() {
         return true;
     }
     v.major == c.major && (b.minor_wild() || v.minor == c.minor)
 }
 
 /// `^1.2.3`: at least 1.2.3, below 2.0.0; `^0.2.3`: below 0.3.0; `^0.0.3`: only 0.0.3.
+/// (`^*` is read as Masterminds reads it: as `^0.0.0`.)
 fn caret(v: &Version, b: &Bound) -> bool {
     let c = &b.version;
     if v.precedence(c) == Ordering::Less {
         return false;
-    }
-    if b.star() {
-        return true;
     }
     if c.major > 0 || b.minor_wild() {
         return v.major == c.major;
@@ -618,6 +646,18 @@ mod tests {
             ("<1.2", "1.1.9", true),
             ("<1.2", "1.2.0", false),
             ("v1.2.x", "1.2.1", true),
+            ("~*", "7.0.0", true),
+            ("1.x.2", "1.5.0", true),
+            ("x.2.3", "9.0.0", true),
+            // Masterminds' readings of the odd forms, kept so pipelines see what they saw
+            (">*", "0.5.0", true),
+            ("<=*", "0.5.0", false),
+            ("<=*", "0.0.5", true),
+            ("!=*", "0.5.0", true),
+            ("!=*", "0.0.0", false),
+            ("!=1.2-rc", "1.2.5", true),
+            ("^*", "1.0.0", false),
+            ("=1.2.3+build", "1.2.3", true),
         ];
         for (constraint, version, expected) in table {
             assert_eq!(holds(constraint, version), *expected, "{constraint} on {version}");
@@ -637,7 +677,7 @@ mod tests {
     #[test]
     fn bad_constraints_are_refused() {
         for bad in [
-            "", "latest", ">=", "1.2.3.4", "> > 1", "=~1", "1.x.2", "1.2 -", "|| 1",
+            "", "latest", ">=", "1.2.3.4", "> > 1", "=~1", "1.2 -", "|| 1", "1.2.3+", "1.a",
         ] {
             assert!(Constraint::parse(bad).is_err(), "{bad:?}");
         }

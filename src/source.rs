@@ -594,6 +594,13 @@ impl Source {
     /// `tag` together with a semver option or `tag_regex`; a bad tag, variant,
     /// constraint, prefix or regex.
     pub fn tracking(&self) -> Result<Tracking> {
+        // `out` appends it to versions whatever `check` tracks
+        if let Some(v) = self.variant() {
+            Tag::parse(v).map_err(|source| SourceError::Reference {
+                field: "variant",
+                source,
+            })?;
+        }
         let options = self.semver_options();
         let tag = given(self.tag.as_ref());
         let regex = given(self.tag_regex.as_ref());
@@ -621,12 +628,6 @@ impl Source {
     /// The semver options, checked.
     fn semver_rules(&self) -> Result<crate::semver::Rules> {
         let variant = self.variant().map(str::to_owned);
-        if let Some(v) = &variant {
-            Tag::parse(v).map_err(|source| SourceError::Reference {
-                field: "variant",
-                source,
-            })?;
-        }
         let constraint = match given(self.semver_constraint.as_ref()) {
             Some(text) => Some(crate::semver::Constraint::parse(text).map_err(|e| {
                 SourceError::Malformed {

@@ -381,11 +381,18 @@ fn semver_cases() -> Vec<Case> {
             ],
         },
         Case {
-            upstream: "tries mirror and falls back on original repository (a mirror is for Docker Hub only)",
-            source: json!({"pre_releases": false, "registry_mirror": {"host": "fakeserver.foo:5000"}}),
-            tags: &[("1.0.0", 1), ("1.2.1", 3), ("2.0.0", 5)],
+            upstream: "ours: pre-releases opted in still meet the constraint's rule (it names none)",
+            source: json!({"pre_releases": true, "semver_constraint": "1.x"}),
+            tags: &[("1.0.0", 1), ("1.1.0-rc.1", 2), ("1.1.0", 3)],
             cursor: None,
-            expected: &["1.0.0", "1.2.1", "2.0.0"],
+            expected: &["1.0.0", "1.1.0"],
+        },
+        Case {
+            upstream: "ours: with a constraint the bare tag never stands in",
+            source: json!({"semver_constraint": "~2"}),
+            tags: &[("1.0.0", 1), ("latest", 2)],
+            cursor: None,
+            expected: &[],
         },
     ]
 }
@@ -680,4 +687,72 @@ fn head_without_a_digest_falls_back_to_get() {
         0,
         "no request for a word"
     );
+}
+
+/// Upstream's "tries mirror and falls back on original repository": a repository that names
+/// its registry never asks the mirror.
+#[test]
+fn a_mirror_is_not_asked_for_a_repository_naming_its_registry() {
+    let (reg, mirror) = (Registry::plain(), Registry::plain());
+    let mut expected = Vec::new();
+    for (tag, n) in [("1.0.0", 1), ("1.2.1", 3), ("2.0.0", 5)] {
+        expected.push((tag.to_owned(), reg.push("named", tag, &image(n))));
+    }
+    let source = json!({"repository": reg.repo("named"), "pre_releases": false, "registry_mirror": {"host": mirror.host}});
+    assert_eq!(versions(&check(&json!({ "source": source }))), expected);
+    assert!(mirror.requests().is_empty(), "{:?}", mirror.requests());
+}
+
+/// A registry listing tags in an order of its own (docker-registry sorts them), each tag
+/// naming the digest given.
+fn listing(tags: &'static [(&'static str, &'static str)]) -> support::fake::FakeServer {
+    use support::fake::{FakeServer, Reply};
+    FakeServer::start(move |req, _| {
+        let names: Vec<&str> = tags.iter().map(|(t, _)| *t).collect();
+        match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/v2/") => Reply::status(200),
+            ("GET", "/v2/app/tags/list?n=1000") => Reply::status(200)
+                .with_header("Content-Type", "application/json")
+                .with_body(json!({"name": "app", "tags": names}).to_string().as_bytes()),
+            ("HEAD", path) => match tags
+                .iter()
+                .find(|(t, _)| path == format!("/v2/app/manifests/{t}"))
+            {
+                Some((_, d)) => Reply::status(200)
+                    .with_header("Content-Type", OCI_MANIFEST)
+                    .with_header("Docker-Content-Digest", &digest_named(d)),
+                None => Reply::status(404),
+            },
+            _ => Reply::status(404),
+        }
+    })
+}
+
+fn digest_named(name: &str) -> String {
+    support::image::sha256(name.as_bytes())
+}
+
+/// Upstream's "regex maintain ordering" with a registry that does not sort: the listed order
+/// is kept. In semver mode, a digest named by two tags spelled alike goes to the first met,
+/// and the cursor is met first.
+#[test]
+fn the_registrys_order_decides_regex_order_and_ties() {
+    let server = listing(&[
+        ("zeta-dev", "a"),
+        ("1.0.2", "same"),
+        ("alpha-dev", "b"),
+        ("1.0.1", "same"),
+        ("mid-stage", "c"),
+    ]);
+    let repository = format!("{}/app", server.host);
+    let tags = |out: &Output| versions(out).into_iter().map(|(t, _)| t).collect::<Vec<_>>();
+    let out = check(&json!({"source": {"repository": repository, "tag_regex": "-dev$"}}));
+    assert_eq!(tags(&out), ["zeta-dev", "alpha-dev"]);
+    let out = check(&json!({"source": {"repository": repository, "pre_releases": false}}));
+    assert_eq!(tags(&out), ["1.0.2"], "the first listed of two alike");
+    let out = check(&json!({
+        "source": {"repository": repository, "pre_releases": false},
+        "version": {"tag": "1.0.1", "digest": digest_named("same")},
+    }));
+    assert_eq!(tags(&out), ["1.0.1"], "the cursor is met first");
 }

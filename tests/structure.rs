@@ -21,6 +21,7 @@ const FLOORS: &[(&str, &[&str])] = &[
             "secret",
             "semver",
             "source",
+            "time",
         ],
     ),
     // utilities that know no registry

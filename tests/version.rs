@@ -306,6 +306,13 @@ fn version_tags_come_between_the_source_tag_and_the_additional_tags() {
         dir.path(),
     );
     assert_eq!(pushed(&out), ["2.0.2-slim"]);
+    // a variant's source implies no `latest`: without a version, only the additional tags
+    let out = push(
+        &json!({"repository": reg.repo("ordered"), "variant": "slim"}),
+        &json!({"image": "image.tar", "additional_tags": "tags"}),
+        dir.path(),
+    );
+    assert_eq!(pushed(&out), ["extra", "other"]);
     for tag in [
         "edge",
         "2.0.1",
@@ -354,7 +361,7 @@ fn bad_version_params_fail_before_any_request() {
         (
             json!({"repository": "127.0.0.1:1/app", "variant": "slim"}),
             json!({"image": "image.tar"}),
-            "nothing to push: source.variant is set and source.tag is not",
+            "nothing to push: source.variant is set",
         ),
         (
             nowhere.clone(),

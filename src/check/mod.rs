@@ -32,6 +32,9 @@ pub const DIGESTS_AT_ONCE: usize = 8;
 pub async fn run(request: CheckRequest, backoff: Backoff) -> Result<CheckResponse> {
     let source = &request.source;
     let tracking = source.tracking()?;
+    if source.created_at_sort == Some(true) && !matches!(tracking, Tracking::Regex { .. }) {
+        tracing::warn!("source.created_at_sort is set without source.tag_regex, so it is ignored");
+    }
     let client = connect(source, Scope::Pull, backoff).await?;
     match tracking {
         Tracking::Tag(tag) => one_tag(&client, source, tag, request.version).await,

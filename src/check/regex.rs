@@ -13,7 +13,7 @@ use super::{digests_of, list_tags, DIGESTS_AT_ONCE};
 use crate::connect::Remote;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::manifest::{rfc3339_nanos, Document, ImageConfig, Platform};
+use crate::manifest::{Document, ImageConfig, Platform};
 use crate::reference::{describe, Tag, Target};
 use crate::source::{CheckResponse, Version};
 
@@ -114,7 +114,8 @@ async fn created(client: &Remote, tag: &str, platform: &Platform) -> Result<Opti
     let time = serde_json::from_slice::<ImageConfig>(&config)
         .ok()
         .and_then(|c| c.created)
-        .and_then(|c| rfc3339_nanos(&c));
+        .and_then(|c| crate::time::parse_nanos(&c))
+        .map(|(secs, nanos)| i128::from(secs) * 1_000_000_000 + i128::from(nanos));
     if time.is_none() {
         return unreadable(&"its config has no RFC 3339 `created` time");
     }
