@@ -389,6 +389,11 @@ struct LayoutIndex {
 /// The file of a layout `in` wrote for a single manifest, naming it.
 const SINGLE_IMAGE_DIGEST: &str = "single-image-digest";
 
+/// The file of a layout `in` wrote for an index, naming `index.json`'s own digest: the
+/// layout is the index, even with one entry (which another tool's layout would mean as
+/// "this image").
+const INDEX_DIGEST: &str = "index-digest";
+
 fn blob_name(digest: &Digest) -> String {
     let (algorithm, hex) = digest
         .as_str()
@@ -401,9 +406,9 @@ const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// What a layout's push is rooted at, chosen from `index.json`:
 /// - `single-image-digest` (as `in` writes it for one manifest): the image it names;
-/// - one entry: it (an image, or an index such as `BuildKit`'s, wrapped in `index.json`),
-///   unless it is a platform's image with no name, which is `in`'s copy of a one-platform
-///   index: then `index.json` itself;
+/// - `index-digest` (as `in` writes it for an index) naming `index.json`'s own digest:
+///   `index.json` itself, byte for byte;
+/// - one entry: it (an image, or an index such as `BuildKit`'s, wrapped in `index.json`);
 /// - several entries, each named (`org.opencontainers.image.ref.name`): the one named `tag`;
 /// - otherwise (an index of platforms, as `in` writes a multi-platform version, or a Docker
 ///   manifest list): `index.json` itself, byte for byte, so its digest is kept.
@@ -443,10 +448,15 @@ fn layout_root(files: &Files, tag: &str) -> Result<ManifestToPush, ArchiveError>
     if index.media_type.as_deref() == Some(crate::manifest::DOCKER_MANIFEST_LIST) {
         return Ok(whole());
     }
-    match index.manifests.as_slice() {
-        [only] if only.platform.is_some() && name(only).is_none() && !is_index(&only.media_type) => {
-            Ok(whole())
+    if files.locate(INDEX_DIGEST)?.is_some() {
+        let named = files.read_small(INDEX_DIGEST)?;
+        let own = Digest::sha256(&bytes);
+        if String::from_utf8_lossy(&named).trim() == own.as_str() {
+            return Ok(whole());
         }
+        tracing::warn!("{INDEX_DIGEST} does not name index.json ({own}): ignored");
+    }
+    match index.manifests.as_slice() {
         [only] => read_manifest(files, only),
         several if several.iter().all(|d| name(d).is_some()) => {
             let root = several
@@ -462,10 +472,6 @@ fn layout_root(files: &Files, tag: &str) -> Result<ManifestToPush, ArchiveError>
         }
         _ => Ok(whole()),
     }
-}
-
-fn is_index(media_type: &str) -> bool {
-    media_type == OCI_INDEX || media_type == crate::manifest::DOCKER_MANIFEST_LIST
 }
 
 fn read_oci(files: &Files, tag: &str) -> Result<PushPlan, ArchiveError> {

@@ -2,7 +2,7 @@
 //! `blobs/<algorithm>/<hex>`), written blob by blob from readers.
 //!
 //! For an index version, `index.json` is the registry's index byte for byte, so its sha256
-//! is the version's digest; for a single manifest, `index.json` is a one-entry index over
+//! is the version's digest (which `index-digest` names); for a single manifest, `index.json` is a one-entry index over
 //! it and `single-image-digest` names it. `out` reads both back and pushes the same digest.
 
 use std::fs::{self, File};
@@ -14,6 +14,9 @@ use crate::manifest::{Descriptor, OCI_INDEX};
 
 /// The file naming the one image of a layout that wraps a single manifest.
 pub const SINGLE_IMAGE_DIGEST: &str = "single-image-digest";
+
+/// The file naming the digest of `index.json` itself, in a layout of an index.
+pub const INDEX_DIGEST: &str = "index-digest";
 
 /// A layout directory being written.
 #[derive(Debug)]
@@ -63,12 +66,14 @@ impl LayoutWriter {
         out.flush()
     }
 
-    /// Writes `index.json` as the registry's index bytes.
+    /// Writes `index.json` as the registry's index bytes, and `index-digest` naming them,
+    /// so that `out` pushes `index.json` itself even when it has one entry.
     ///
     /// # Errors
     /// When it cannot be written.
-    pub fn finish_index(&self, index: &[u8]) -> io::Result<()> {
-        fs::write(self.dir.join("index.json"), index)
+    pub fn finish_index(&self, index: &[u8], digest: &Digest) -> io::Result<()> {
+        fs::write(self.dir.join("index.json"), index)?;
+        fs::write(self.dir.join(INDEX_DIGEST), digest.as_str())
     }
 
     /// Writes a one-entry `index.json` over `manifest` (named `tag` in it) and

@@ -46,25 +46,7 @@ pub async fn run(request: OutRequest, src: &Path, backoff: Backoff) -> Result<St
     let version = pushed_version(params.version.as_deref(), source.variant())?;
     let sources = Dir::open(src).map_err(Error::Sources)?;
     let additional = additional_tags(&sources, params)?;
-    let mut tags = Vec::new();
-    match (&source.tag, &version) {
-        (Some(tag), _) if !tag.is_empty() => tags.push(source.tag()?),
-        // a version push moves `latest` only through bump_aliases
-        (_, Some(_)) => {}
-        // with a variant, `latest` is not this source's: only what is asked for is pushed
-        _ => match source.variant() {
-            Some(variant) if additional.is_empty() => {
-                return Err(Error::NothingToPush {
-                    variant: variant.to_owned(),
-                })
-            }
-            Some(_) => {}
-            None => tags.push(source.tag()?),
-        },
-    }
-    if let Some((_, tag)) = &version {
-        tags.push(tag.clone());
-    }
+    let mut tags = leading_tags(source, version.as_ref(), &additional)?;
     if params.bump_aliases && version.is_none() {
         tracing::warn!(
             "params.bump_aliases is set without params.version: there is no version to move aliases to"
@@ -73,7 +55,12 @@ pub async fn run(request: OutRequest, src: &Path, backoff: Backoff) -> Result<St
     let image_path = match_one(src, &sources, &request.params.image)?;
     tracing::info!("reading {}", image_path.display());
     let rel = image_path.strip_prefix(src).unwrap_or(&image_path).to_owned();
-    let tag_hint = tags.first().map(ToString::to_string).unwrap_or_default();
+    // the tag that names the image in a layout listing several: the first to be pushed
+    let tag_hint = tags
+        .first()
+        .or(additional.first())
+        .map(ToString::to_string)
+        .unwrap_or_default();
     let plan = tokio::task::spawn_blocking(move || read_image(&sources, &rel, &tag_hint))
         .await
         .map_err(|e| Error::Write {
@@ -241,6 +228,35 @@ fn match_one(src: &Path, sources: &Dir, pattern: &str) -> Result<PathBuf> {
                 .join(", "),
         }),
     }
+}
+
+/// The tags pushed before the aliases and the additional tags: `source.tag` (default
+/// `latest`, but none with a version or a variant), then the version's.
+fn leading_tags(
+    source: &crate::source::Source,
+    version: Option<&(Semver, Tag)>,
+    additional: &[Tag],
+) -> Result<Vec<Tag>> {
+    let mut tags = Vec::new();
+    match (&source.tag, version) {
+        (Some(tag), _) if !tag.is_empty() => tags.push(source.tag()?),
+        // a version push moves `latest` only through bump_aliases
+        (_, Some(_)) => {}
+        // with a variant, `latest` is not this source's: only what is asked for is pushed
+        _ => match source.variant() {
+            Some(variant) if additional.is_empty() => {
+                return Err(Error::NothingToPush {
+                    variant: variant.to_owned(),
+                })
+            }
+            Some(_) => {}
+            None => tags.push(source.tag()?),
+        },
+    }
+    if let Some((_, tag)) = version {
+        tags.push(tag.clone());
+    }
+    Ok(tags)
 }
 
 /// `params.version` as pushed: normalised (`v1.2` → `1.2.0`), `-<variant>` appended.

@@ -94,9 +94,10 @@ fn an_index_round_trips_through_oci_layout_with_its_digest() {
     let oci = dest.join("oci");
     assert_eq!(
         files(&oci),
-        ["blobs", "index.json", "oci-layout"],
+        ["blobs", "index-digest", "index.json", "oci-layout"],
         "no single-image-digest"
     );
+    assert_eq!(std::fs::read_to_string(oci.join("index-digest")).unwrap(), digest);
     let index = std::fs::read(oci.join("index.json")).unwrap();
     assert_eq!(
         image::sha256(&index),
