@@ -261,14 +261,7 @@ struct Image {
 
 impl Image {
     async fn resolve(client: &Remote, digest: &Digest, platform: &Platform) -> Result<Self> {
-        let context = |source| Error::Fetch {
-            image: describe(client.repository(), &Target::Digest(digest.clone())),
-            source,
-        };
-        let (bytes, _) = client
-            .fetch_manifest(&Target::Digest(digest.clone()))
-            .await
-            .map_err(context)?;
+        let bytes = fetch_verified(client, digest).await?;
         let manifest_error = |source| Error::Manifest {
             image: describe(client.repository(), &Target::Digest(digest.clone())),
             source,
@@ -285,11 +278,7 @@ impl Image {
                 let child = index.select(platform).map_err(manifest_error)?.clone();
                 tracing::info!("{platform} image of the index: {}", child.digest);
                 let target = Target::Digest(child.digest.clone());
-                let child_context = |source| Error::Fetch {
-                    image: describe(client.repository(), &target),
-                    source,
-                };
-                let (bytes, _) = client.fetch_manifest(&target).await.map_err(child_context)?;
+                let bytes = fetch_verified(client, &child.digest).await?;
                 let child_error = |source| Error::Manifest {
                     image: describe(client.repository(), &target),
                     source,
