@@ -3,15 +3,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{fetch_verified, layer_bars, Ahead};
+use super::{fetch_verified, stream_blobs};
 use crate::archive::{MAX_INDEX_DEPTH, MAX_MANIFESTS};
 use crate::connect::Remote;
-use crate::digest::{Digest, Hashing};
-use crate::error::{Error, LayerError, Result};
-use crate::fetch;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
 use crate::layout::LayoutWriter;
 use crate::manifest::{Descriptor, Document, Manifest, OCI_MANIFEST};
-use crate::progress::human;
 use crate::reference::{describe, Target};
 
 /// Writes the `oci/` layout of the version `digest`: every manifest it reaches (each
@@ -88,53 +86,25 @@ pub(super) async fn write_layout(
         }
     };
     layout.add_blob(digest, &root[..]).map_err(write_error)?;
-    layout_blobs(client, &layout, &blobs, digest, draw).await?;
+    let count = blobs.len();
+    let layout = stream_blobs(
+        client,
+        &blobs,
+        draw,
+        layout,
+        |layout, digest, _, content| layout.add_blob(digest, content),
+        |i, source| Error::Layer {
+            image: describe(client.repository(), &Target::Digest(digest.clone())),
+            index: i + 1,
+            count,
+            digest: blobs[i].digest.clone(),
+            source: Box::new(source),
+        },
+    )
+    .await?;
     match single {
         Some(manifest) => layout.finish_single(&manifest, tag),
         None => layout.finish_index(&root, digest),
     }
     .map_err(write_error)
-}
-
-/// Streams each blob into the layout through verification, the next downloading while one
-/// is written.
-async fn layout_blobs(
-    client: &Arc<Remote>,
-    layout: &Arc<LayoutWriter>,
-    blobs: &[Descriptor],
-    digest: &Digest,
-    draw: bool,
-) -> Result<()> {
-    let bars = layer_bars(blobs, draw);
-    let count = blobs.len();
-    let mut ahead = Ahead::new(count);
-    for (i, blob) in blobs.iter().enumerate() {
-        let (mut reader, download) =
-            ahead.take(|n| fetch::download(client, &blobs[n], bars[n].clone(), false));
-        let (blob_digest, size, layout) = (blob.digest.clone(), blob.size, layout.clone());
-        let written = tokio::task::spawn_blocking(move || {
-            let mut hashing = Hashing::new(&mut reader, size, blob_digest.algorithm());
-            layout
-                .add_blob(&blob_digest, &mut hashing)
-                .map_err(LayerError::Read)?;
-            hashing.verify(&blob_digest).map_err(LayerError::Verify)
-        })
-        .await
-        .map_err(|e| LayerError::Read(std::io::Error::other(e)))
-        .and_then(|r| r);
-        let failed = |source| Error::Layer {
-            image: describe(client.repository(), &Target::Digest(digest.clone())),
-            index: i + 1,
-            count,
-            digest: blob.digest.clone(),
-            source: Box::new(source),
-        };
-        download
-            .await
-            .map_err(|e| failed(LayerError::Read(std::io::Error::other(e))))?
-            .map_err(failed)?;
-        written.map_err(failed)?;
-        bars[i].finish(blob.size, &human(blob.size));
-    }
-    Ok(())
 }

@@ -489,6 +489,45 @@ async fn finish_layer(client: &Remote, image: &Image, layer: Unpacking, bars: &[
     Ok(())
 }
 
+/// Streams each of `blobs` from the registry through its digest and size check into
+/// `sink` (with `write`, on a blocking thread that owns the sink), the next downloading
+/// while one is written; `failed` names blob `i` in an error. Returns the sink.
+async fn stream_blobs<S: Send + 'static>(
+    client: &Arc<Remote>,
+    blobs: &[Descriptor],
+    draw: bool,
+    mut sink: S,
+    write: fn(&mut S, &Digest, u64, &mut dyn std::io::Read) -> std::io::Result<()>,
+    failed: impl Fn(usize, LayerError) -> Error,
+) -> Result<S> {
+    let bars = layer_bars(blobs, draw);
+    // The next blob downloads while the current one is written; each is hashed on the
+    // writing thread, since receiving is the busier side here.
+    let mut ahead = Ahead::new(blobs.len());
+    for (i, blob) in blobs.iter().enumerate() {
+        let (mut reader, download) =
+            ahead.take(|n| fetch::download(client, &blobs[n], bars[n].clone(), false));
+        let (digest, size) = (blob.digest.clone(), blob.size);
+        let written = tokio::task::spawn_blocking(move || {
+            let mut hashing = Hashing::new(&mut reader, size, digest.algorithm());
+            write(&mut sink, &digest, size, &mut hashing).map_err(LayerError::Read)?;
+            hashing.verify(&digest).map_err(LayerError::Verify)?;
+            Ok(sink)
+        })
+        .await
+        .map_err(|e| LayerError::Read(std::io::Error::other(e)))
+        .and_then(|r| r);
+        // the download's verdict (integrity) first, then the writer's
+        download
+            .await
+            .map_err(|e| failed(i, LayerError::Read(std::io::Error::other(e))))?
+            .map_err(|e| failed(i, e))?;
+        sink = written.map_err(|e| failed(i, e))?;
+        bars[i].finish(blob.size, &human(blob.size));
+    }
+    Ok(sink)
+}
+
 /// Writes `image.tar`: each blob streams from the registry through verification into the
 /// archive, on a blocking thread that owns the file.
 async fn write_tarball(
@@ -516,34 +555,15 @@ async fn write_tarball(
             .map_err(write_error)?;
     }
     let layers = &image.manifest.layers;
-    let bars = layer_bars(layers, draw);
-    // The next blob downloads while the current one is written; each is hashed on the
-    // writing thread, since receiving is the busier side here.
-    let mut ahead = Ahead::new(layers.len());
-    for (i, layer) in layers.iter().enumerate() {
-        let (mut reader, download) =
-            ahead.take(|n| fetch::download(client, &layers[n], bars[n].clone(), false));
-        let (digest, size) = (layer.digest.clone(), layer.size);
-        let written = tokio::task::spawn_blocking(move || {
-            let mut hashing = Hashing::new(&mut reader, size, digest.algorithm());
-            writer
-                .add_blob(&digest, size, &mut hashing)
-                .map_err(LayerError::Read)?;
-            hashing.verify(&digest).map_err(LayerError::Verify)?;
-            Ok(writer)
-        })
-        .await
-        .map_err(|e| LayerError::Read(std::io::Error::other(e)))
-        .and_then(|r| r);
-        let layer_error = |source| layer_error(client, image, i, source);
-        // the download's verdict (integrity) first, then the writer's
-        download
-            .await
-            .map_err(|e| layer_error(LayerError::Read(std::io::Error::other(e))))?
-            .map_err(layer_error)?;
-        writer = written.map_err(layer_error)?;
-        bars[i].finish(layer.size, &human(layer.size));
-    }
+    let writer = stream_blobs(
+        client,
+        layers,
+        draw,
+        writer,
+        |w, digest, size, content| w.add_blob(digest, size, content),
+        |i, source| layer_error(client, image, i, source),
+    )
+    .await?;
     let entry = ImageEntry {
         manifest: &image.descriptor,
         config: &config.digest,
