@@ -75,11 +75,7 @@ pub async fn run(request: OutRequest, src: &Path, backoff: Backoff) -> Result<St
     if let (Some((semver, _)), true) = (&version, params.bump_aliases) {
         tags.extend(aliases(client, semver, source.variant()).await?);
     }
-    for tag in additional {
-        if !tags.contains(&tag) {
-            tags.push(tag);
-        }
-    }
+    tags.extend(additional);
     dedupe(&mut tags);
     let tag_list: Vec<&str> = tags.iter().map(Tag::as_str).collect();
     let trust = prepare_trust(source, repository, &tag_list, &plan.root.bytes, backoff).await?;

@@ -186,11 +186,7 @@ impl Rules {
     ///   constraint names one (Masterminds' rule).
     #[must_use]
     pub fn version_of(&self, tag: &str) -> Option<Version> {
-        let text = match &self.variant {
-            Some(variant) => tag.strip_suffix(variant.as_str())?.strip_suffix('-')?,
-            None => tag,
-        };
-        let version = Version::parse(text)?;
+        let version = Version::parse(without_variant(tag, self.variant.as_deref())?)?;
         if let Some(constraint) = &self.constraint {
             if !constraint.matches(&version, false) {
                 return None;
@@ -219,14 +215,17 @@ impl Rules {
 #[must_use]
 pub fn releases(tags: &[String], variant: Option<&str>) -> Vec<Version> {
     tags.iter()
-        .filter_map(|tag| {
-            let text = match variant {
-                Some(v) => tag.strip_suffix(v)?.strip_suffix('-')?,
-                None => tag,
-            };
-            Version::parse(text).filter(|v| !v.is_prerelease())
-        })
+        .filter_map(|tag| Version::parse(without_variant(tag, variant)?).filter(|v| !v.is_prerelease()))
         .collect()
+}
+
+/// `tag` without its `-<variant>` suffix; `None` when a variant is asked for and the tag
+/// lacks it.
+fn without_variant<'a>(tag: &'a str, variant: Option<&str>) -> Option<&'a str> {
+    match variant {
+        Some(v) => tag.strip_suffix(v)?.strip_suffix('-'),
+        None => Some(tag),
+    }
 }
 
 /// Why a constraint does not parse.
