@@ -417,11 +417,7 @@ impl Registry {
 
     /// Pushes `image` as `name:tag` and returns its manifest digest.
     pub fn push(&self, name: &str, tag: &str, image: &Image) -> String {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        block_on(async {
             let pusher = Pusher::new(self, name).await;
             for blob in std::iter::once(&image.config).chain(&image.layers) {
                 pusher.blob(&blob.bytes, &blob.digest).await;
@@ -443,11 +439,7 @@ impl Registry {
             self.push(name, &child.digest(), child);
         }
         let index = super::image::index(children, media_type);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        block_on(async {
             Pusher::new(self, name)
                 .await
                 .manifest(tag, &index, media_type)
@@ -458,11 +450,7 @@ impl Registry {
 
     /// The tags of `name`, in the order the registry lists them.
     pub fn list_tags(&self, name: &str) -> Vec<String> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        block_on(async {
             let p = Pusher::new(self, name).await;
             let url = format!("{}/v2/{name}/tags/list?n=10000", p.base);
             let r = p.authorize(p.http.get(&url)).send().await.unwrap();
@@ -476,16 +464,17 @@ impl Registry {
 
     /// The digest `name:tag` names, or `None` when there is no such tag.
     pub fn digest_of(&self, name: &str, tag: &str) -> Option<String> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        block_on(async {
             let p = Pusher::new(self, name).await;
             let url = format!("{}/v2/{name}/manifests/{tag}", p.base);
             let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
                 application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
-            let r = p.authorize(p.http.get(&url)).header("accept", accept).send().await.unwrap();
+            let r = p
+                .authorize(p.http.get(&url))
+                .header("accept", accept)
+                .send()
+                .await
+                .unwrap();
             if r.status().as_u16() == 404 {
                 return None;
             }
@@ -496,11 +485,7 @@ impl Registry {
 
     /// Deletes the manifest `digest` of `name`.
     pub fn delete(&self, name: &str, digest: &str) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        block_on(async {
             let p = Pusher::new(self, name).await;
             let url = format!("{}/v2/{name}/manifests/{digest}", p.base);
             let r = p.authorize(p.http.delete(&url)).send().await.unwrap();
@@ -512,6 +497,15 @@ impl Registry {
             );
         });
     }
+}
+
+/// Runs `work` to its end on a runtime of its own (the tests themselves are synchronous).
+fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(work)
 }
 
 impl Drop for Registry {
